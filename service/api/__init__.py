@@ -1,0 +1,1 @@
+"""HTTP routers, one per concern. They validate and translate; they never touch tensors."""

@@ -1,0 +1,26 @@
+"""Dependencies: routes reach the app state (and admin auth) only through these."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+
+from ..errors import Forbidden, Unauthorized
+from ..state import AppState
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.adapterserve
+
+
+def require_admin(request: Request) -> None:
+    token = request.app.state.adapterserve.settings.admin_token
+    if not token:
+        raise Forbidden("the admin API is disabled: set ADAPTERSERVE_ADMIN_TOKEN to enable it")
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <ADAPTERSERVE_ADMIN_TOKEN>'")
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise Unauthorized("invalid admin token")

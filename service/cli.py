@@ -1,0 +1,49 @@
+"""`adapterserve serve | train`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _serve(args) -> int:
+    import uvicorn
+
+    from .logs import setup_logging
+    from .main import create_app
+    from .settings import Settings
+
+    overrides = {k: v for k, v in dict(host=args.host, port=args.port, store=args.store, backbone=args.backbone,
+                                       device=args.device, dtype=args.dtype).items() if v is not None}
+    settings = Settings(**overrides)
+    setup_logging(settings.log_level, settings.log_json)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=
+                int(settings.drain_timeout_s) + 5)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="adapterserve", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve adapters over HTTP")
+    serve.add_argument("--host", help="bind address (ADAPTERSERVE_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (ADAPTERSERVE_PORT, default 8080)")
+    serve.add_argument("--store", help="adapter store: a directory or s3://bucket/prefix (ADAPTERSERVE_STORE)")
+    serve.add_argument("--backbone", help="backbone folder or hub id (ADAPTERSERVE_BACKBONE)")
+    serve.add_argument("--device", choices=["auto", "cpu", "cuda"], help="ADAPTERSERVE_DEVICE")
+    serve.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], help="ADAPTERSERVE_DTYPE")
+    serve.set_defaults(func=_serve)
+    try:
+        from .training import cli as train_cli
+
+        train_cli.add_parser(sub)
+        sub.choices["train"].set_defaults(func=train_cli.run)
+    except ImportError:  # pragma: no cover - the training package ships with the service
+        pass
+    args = parser.parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

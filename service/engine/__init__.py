@@ -1,0 +1,1 @@
+"""From tokens to logits: backbone, tokenizer, batcher and post-processing."""

@@ -1,0 +1,265 @@
+"""The dynamic batcher: one asyncio task owns the queue and feeds one inference worker thread.
+
+- Admission: `submit` refuses at once (429) when the queue is over its request or token bound.
+- A batch closes on `max_batch_size` rows or `max_batch_tokens` (padded length x rows), or `max_wait_ms`
+  after its oldest request arrived.
+- Fairness: deficit round robin across adapters (by real tokens), so one hot adapter cannot starve
+  the rest; within an adapter requests stay FIFO.
+- Items whose caller left (future cancelled) are dropped before compute; items past their deadline
+  are failed with 504 before compute, never run silently.
+- Rows of different adapters share a batch ("mixed"); "per_adapter" keeps one adapter per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..adapters.model import Adapter
+from ..errors import DeadlineExceeded, Overloaded, Unavailable
+from .tokenize import Encoded
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class WorkItem:
+    key: str  # fairness key: the adapter name, "" for embeddings
+    adapter: Adapter | None
+    rows: list[Encoded]
+    tagging: bool
+    deadline: float  # time.monotonic()
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.monotonic)
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(r) for r in self.rows)
+
+    @property
+    def max_len(self) -> int:
+        return max(len(r) for r in self.rows)
+
+
+@dataclass(frozen=True)
+class BatcherConfig:
+    max_batch_size: int = 64
+    max_batch_tokens: int = 16384
+    max_wait_ms: float = 2.0
+    max_queue_requests: int = 1024
+    max_queue_tokens: int = 1_000_000
+    policy: str = "mixed"  # or "per_adapter"
+
+
+Runner = Callable[[list[WorkItem]], list[list[object]]]
+
+
+class Batcher:
+    def __init__(self, runner: Runner, config: BatcherConfig, on_batch: Callable[[list[WorkItem], float], None]
+                 | None = None):
+        self.config = config
+        self._runner = runner
+        self._on_batch = on_batch or (lambda items, wait: None)
+        self._queues: dict[str, deque[WorkItem]] = {}
+        self._ring: deque[str] = deque()  # adapters with queued work, in round-robin order
+        self._deficit: dict[str, int] = {}
+        self._inbox: list[WorkItem] = []
+        self._wake = asyncio.Event()
+        self.queued_requests = 0
+        self.queued_tokens = 0
+        self.in_flight = 0
+        self.accepting = True
+        self._task: asyncio.Task | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapterserve-infer")
+        self._stopping = False
+
+    # ---- called from request handlers (same event loop) ------------------------------------------------
+    def submit(self, item: WorkItem) -> asyncio.Future:
+        if not self.accepting:
+            raise Unavailable("the server is draining and accepts no new work; retry on another replica")
+        c = self.config
+        if self.queued_requests + 1 > c.max_queue_requests or self.queued_tokens + item.tokens > c.max_queue_tokens:
+            raise Overloaded(f"queue full ({self.queued_requests} requests, {self.queued_tokens} tokens queued); "
+                             "retry shortly", retry_after_s=1.0)
+        self.queued_requests += 1
+        self.queued_tokens += item.tokens
+        self._inbox.append(item)
+        self._wake.set()
+        return item.future
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="adapterserve-batcher")
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop accepting, finish everything queued and in flight (within timeout), then stop."""
+        self.accepting = False
+        deadline = time.monotonic() + timeout
+        while (self.queued_requests or self.in_flight) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        drained = not (self.queued_requests or self.in_flight)
+        await self.stop()
+        return drained
+
+    async def stop(self) -> None:
+        self.accepting = False
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for q in self._queues.values():
+            for item in q:
+                self._fail(item, Unavailable("the server stopped before this request ran"))
+        for item in self._inbox:
+            self._fail(item, Unavailable("the server stopped before this request ran"))
+        self._queues.clear()
+        self._inbox.clear()
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    # ---- the owner task -----------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._inbox and not self._ring:
+                self._wake.clear()
+                await self._wake.wait()
+            self._accept()
+            await self._fill()
+            batch = self._take_batch()
+            if not batch:
+                continue
+            wait = time.monotonic() - min(i.enqueued for i in batch)
+            self.in_flight += len(batch)
+            try:
+                results = await loop.run_in_executor(self._worker, self._runner, batch)
+            except Exception as e:  # a bug, not bad input: every caller in the batch hears of it
+                log.exception("batch failed")
+                results = [e] * len(batch)
+            finally:
+                self.in_flight -= len(batch)
+            for item, result in zip(batch, results):
+                if item.future.done():
+                    continue
+                if isinstance(result, Exception):
+                    item.future.set_exception(result)
+                else:
+                    item.future.set_result(result)
+            self._on_batch(batch, wait)
+
+    def _accept(self) -> None:
+        inbox, self._inbox = self._inbox, []
+        for item in inbox:
+            q = self._queues.get(item.key)
+            if q is None:
+                q = self._queues[item.key] = deque()
+            if not q:
+                self._ring.append(item.key)
+                self._deficit.setdefault(item.key, 0)
+            q.append(item)
+
+    def _pending_rows_tokens(self) -> tuple[int, int]:
+        rows = tokens = 0
+        for q in self._queues.values():
+            for item in q:
+                rows += len(item.rows)
+                tokens += item.tokens
+        return rows, tokens
+
+    async def _fill(self) -> None:
+        """Wait for more work until the batch would be full or the oldest request has waited max_wait."""
+        c = self.config
+        oldest = min((q[0].enqueued for q in self._queues.values() if q), default=None)
+        if oldest is None:
+            return
+        while True:
+            rows, tokens = self._pending_rows_tokens()
+            remaining = oldest + c.max_wait_ms / 1000 - time.monotonic()
+            if rows >= c.max_batch_size or tokens >= c.max_batch_tokens or remaining <= 0 or self._stopping:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
+            self._accept()
+
+    def _dequeue(self, key: str) -> WorkItem:
+        item = self._queues[key].popleft()
+        self.queued_requests -= 1
+        self.queued_tokens -= item.tokens
+        return item
+
+    def _fail(self, item: WorkItem, error: Exception) -> None:
+        if not item.future.done():
+            item.future.set_exception(error)
+            item.future.exception()  # retrieved: the caller may be gone
+
+    def _prune_head(self, key: str, now: float) -> None:
+        """Drop items whose caller left, and fail items past their deadline, before any compute."""
+        q = self._queues[key]
+        while q and (q[0].future.done() or q[0].deadline <= now):
+            item = self._dequeue(key)
+            if not item.future.done():
+                self._fail(item, DeadlineExceeded("the request waited past its deadline before it could run; "
+                                                  "retry, or raise the timeout"))
+
+    def _take_batch(self) -> list[WorkItem]:
+        c = self.config
+        batch: list[WorkItem] = []
+        rows = max_len = 0
+        quantum = max(1, c.max_batch_tokens // 4)
+        only: str | None = None
+        progress = True
+        while self._ring and progress:
+            progress = False
+            for _ in range(len(self._ring)):
+                key = self._ring[0]
+                self._prune_head(key, time.monotonic())
+                q = self._queues[key]
+                if not q:
+                    self._ring.popleft()
+                    self._deficit.pop(key, None)
+                    continue
+                if only is not None and key != only:
+                    self._ring.rotate(-1)
+                    continue
+                self._deficit[key] += quantum
+                while q:
+                    item = q[0]
+                    new_len = max(max_len, item.max_len)
+                    fits = not batch or (rows + len(item.rows) <= c.max_batch_size
+                                         and (rows + len(item.rows)) * new_len <= c.max_batch_tokens)
+                    if not fits or (batch and item.tokens > self._deficit[key]):
+                        break
+                    self._dequeue(key)
+                    self._deficit[key] = max(0, self._deficit[key] - item.tokens)
+                    batch.append(item)
+                    rows, max_len = rows + len(item.rows), new_len
+                    progress = True
+                    if c.policy == "per_adapter":
+                        only = key
+                    self._prune_head(key, time.monotonic())
+                if not q:
+                    self._ring.popleft()
+                    self._deficit.pop(key, None)
+                else:
+                    self._ring.rotate(-1)
+                if rows >= c.max_batch_size:
+                    break
+            if rows >= c.max_batch_size or (batch and not progress):
+                break
+        # Group rows by adapter so each adapter's rows are contiguous (one segment each).
+        batch.sort(key=lambda i: i.key)
+        return batch

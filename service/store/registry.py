@@ -1,0 +1,33 @@
+"""Stores by URL scheme: `adapters_store/` or `file:///x` -> local, `s3://bucket/prefix` -> S3."""
+
+from __future__ import annotations
+
+from typing import Callable
+from urllib.parse import urlparse
+
+from .base import AdapterStore
+
+_BACKENDS: dict[str, Callable[..., AdapterStore]] = {}
+
+
+def register_store(scheme: str, factory: Callable[..., AdapterStore]) -> None:
+    _BACKENDS[scheme] = factory
+
+
+def open_store(url: str, **options) -> AdapterStore:
+    scheme = urlparse(url).scheme if "://" in url else "file"
+    if scheme not in _BACKENDS:
+        _load_builtin(scheme)
+    try:
+        factory = _BACKENDS[scheme]
+    except KeyError:
+        raise ValueError(f"no adapter store for {scheme!r} URLs; known: {sorted(_BACKENDS)}") from None
+    return factory(url, **options)
+
+
+def _load_builtin(scheme: str) -> None:
+    # Backends import lazily so `boto3` is only needed by those who use S3.
+    if scheme == "file":
+        from . import local  # noqa: F401  (registers itself)
+    elif scheme == "s3":
+        from . import s3  # noqa: F401

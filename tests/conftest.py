@@ -1,0 +1,45 @@
+"""Shared fixtures: the tiny random BERT (fast), the real MiniLM (marked), golden cases."""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = FIXTURES / "backbones" / "tiny-bert"
+TINY_NOPOOLER = FIXTURES / "backbones" / "tiny-bert-nopooler"
+GOLDEN = FIXTURES / "golden"
+
+
+@lru_cache(maxsize=None)
+def backbone_for(name: str):
+    from service.engine.backbone import load_backbone
+    from service.settings import default_backbone
+
+    path = {"tiny-bert": str(TINY), "tiny-bert-nopooler": str(TINY_NOPOOLER), "minilm": default_backbone()}[name]
+    return load_backbone(path, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone():
+    return backbone_for("tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def minilm_backbone():
+    return backbone_for("minilm")
+
+
+def golden_cases() -> list[str]:
+    return sorted(p.name for p in GOLDEN.iterdir() if (p / "expected.json").is_file()) if GOLDEN.is_dir() else []
+
+
+def golden(case: str) -> tuple[Path, dict]:
+    return GOLDEN / case / "adapter", json.loads((GOLDEN / case / "expected.json").read_text())

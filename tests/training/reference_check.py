@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Logits of an exported adapter folder computed by the REFERENCE library (not imported by any test).
+
+Runs inside a side virtual environment that has the library:
+    /tmp/venv-ah/bin/python   tests/training/reference_check.py --lib adapters REQUEST.json   (adapters 1.3.0)
+    /tmp/venv-peft/bin/python tests/training/reference_check.py --lib peft REQUEST.json       (PEFT)
+REQUEST.json: {"folder", "backbone", "task", "num_labels", "texts": [...]} (tagging: "words": [[...], ...]).
+Prints {"logits": [...]} (per text: [num_labels], or [T, num_labels] for tagging) on stdout.
+tests/training/test_reference_libraries.py drives it when those environments exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lib", choices=["adapters", "peft"], required=True)
+    ap.add_argument("request")
+    a = ap.parse_args()
+    req = json.load(open(a.request))
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(req["backbone"])
+    if req["task"] == "tagging":
+        batch = tok(req["words"], is_split_into_words=True, padding=True, return_tensors="pt")
+    else:
+        batch = tok(req["texts"], padding=True, return_tensors="pt")
+    if a.lib == "adapters":
+        from adapters import AutoAdapterModel
+
+        model = AutoAdapterModel.from_pretrained(req["backbone"], dtype=torch.float32)
+        name = model.load_adapter(req["folder"], with_head=True, set_active=True, use_safetensors=True)
+        model.set_active_adapters(name)
+    else:
+        from peft import PeftModel
+        from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+        cls = AutoModelForTokenClassification if req["task"] == "tagging" else AutoModelForSequenceClassification
+        base = cls.from_pretrained(req["backbone"], num_labels=req["num_labels"], dtype=torch.float32)
+        model = PeftModel.from_pretrained(base, req["folder"])
+    model.eval()
+    with torch.no_grad():
+        logits = model(**batch).logits.float()
+    out = []
+    for i in range(logits.shape[0]):
+        n = int(batch["attention_mask"][i].sum())
+        out.append(logits[i, :n].tolist() if logits.dim() == 3 else logits[i].tolist())
+    print(json.dumps({"logits": out}))
+
+
+if __name__ == "__main__":
+    main()
