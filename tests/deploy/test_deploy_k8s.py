@@ -269,6 +269,8 @@ def test_termination_grace_covers_prestop_and_drain(rendered, overlay):
     assert pre_stop_s >= 3, "preStop must give endpoints time to update"
     drain_s = float(config(objs)["ADAPTERSERVE_DRAIN_TIMEOUT_S"])
     assert pod["terminationGracePeriodSeconds"] > drain_s + pre_stop_s
+    # margin: after draining, the HTTP server's own graceful close may take a few more seconds
+    assert pod["terminationGracePeriodSeconds"] >= drain_s + pre_stop_s + 10
     # zero-downtime rollout
     strategy = deployment(objs)["spec"]["strategy"]
     assert strategy["type"] == "RollingUpdate"
@@ -322,6 +324,9 @@ def test_pod_uid_matches_image_user(rendered):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_resources_requests_and_limits(rendered, overlay):
     resources = container(rendered[overlay])["resources"]
+    known = {"cpu", "memory", "ephemeral-storage", "nvidia.com/gpu"}
+    for section in ("requests", "limits"):
+        assert set(resources[section]) <= known, set(resources[section]) - known
     for key in ("cpu", "memory"):
         assert quantity(resources["requests"][key]) <= quantity(resources["limits"][key]), key
     # the memory limit is what the OOM killer enforces: keep requests meaningful

@@ -1,0 +1,33 @@
+def test_live_and_ready(client):
+    assert client.get("/health/live").json() == {"status": "alive"}
+    r = client.get("/health/ready")
+    assert r.status_code == 200 and r.json()["status"] == "ready"
+
+
+def test_metrics_exposes_the_documented_names(client):
+    client.post("/classify?adapter=sentiment", json={"inputs": "x"})
+    client.post("/classify?adapter=does-not-exist", json={"inputs": "x"})
+    text = client.get("/metrics").text
+    for name in ("adapterserve_requests_total", "adapterserve_request_duration_seconds_bucket",
+                 "adapterserve_queue_wait_seconds", "adapterserve_tokenize_seconds", "adapterserve_inference_seconds",
+                 "adapterserve_batch_size", "adapterserve_batch_tokens", "adapterserve_batch_padding_ratio",
+                 "adapterserve_queue_requests", "adapterserve_queue_tokens", "adapterserve_adapters_resident",
+                 "adapterserve_adapter_load_seconds", "adapterserve_adapter_cache_hits_total",
+                 "adapterserve_adapter_cache_misses_total", "process_resident_memory_bytes"):
+        assert name in text, name
+    assert 'adapter="sentiment",route="classify",status="200"' in text
+    assert 'adapter="does-not-exist"' not in text and 'adapter="unknown"' in text
+
+
+def test_request_id_is_echoed(client):
+    r = client.get("/adapters", headers={"X-Request-ID": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    r = client.get("/adapters", headers={"X-Request-ID": "bad id with spaces"})
+    assert r.headers["x-request-id"] != "bad id with spaces"
+
+
+def test_openapi_docs(client):
+    spec = client.get("/openapi.json").json()
+    for path in ("/classify", "/tag", "/embed", "/v1/embeddings", "/adapters", "/admin/adapters/{name}"):
+        assert path in spec["paths"], path
+    assert client.get("/docs").status_code == 200

@@ -1,0 +1,188 @@
+"""The batcher with a fake runner: budgets, waiting, deadlines, dropped callers, admission, fairness."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from service.engine.batcher import Batcher, BatcherConfig, WorkItem
+from service.engine.tokenize import Encoded
+from service.errors import DeadlineExceeded, Overloaded, Unavailable
+
+
+class FakeRunner:
+    def __init__(self, delay: float = 0.0):
+        self.batches: list[list[WorkItem]] = []
+        self.delay = delay
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, items):
+        self.gate.wait(5)
+        time.sleep(self.delay)
+        self.batches.append(list(items))
+        return [[len(r) for r in i.rows] for i in items]
+
+
+def item(key="a", n_tokens=4, rows=1, deadline_s=10.0):
+    loop = asyncio.get_running_loop()
+    return WorkItem(key, None, [Encoded(list(range(n_tokens)), None)] * rows, False,
+                    time.monotonic() + deadline_s, loop.create_future())
+
+
+async def run_with(config: BatcherConfig, runner: FakeRunner):
+    b = Batcher(runner, config)
+    b.start()
+    return b
+
+
+@pytest.mark.asyncio
+async def test_batch_closes_on_max_batch_size():
+    runner = FakeRunner()
+    b = await run_with(BatcherConfig(max_batch_size=4, max_batch_tokens=10_000, max_wait_ms=200), runner)
+    items = [item() for _ in range(10)]
+    for i in items:
+        b.submit(i)
+    await asyncio.gather(*(i.future for i in items))
+    assert max(sum(len(x.rows) for x in batch) for batch in runner.batches) == 4
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_batch_closes_on_token_budget_counting_padding():
+    runner = FakeRunner()
+    b = await run_with(BatcherConfig(max_batch_size=100, max_batch_tokens=40, max_wait_ms=200), runner)
+    items = [item(n_tokens=10) for _ in range(4)] + [item(n_tokens=30)]
+    for i in items:
+        b.submit(i)
+    await asyncio.gather(*(i.future for i in items))
+    for batch in runner.batches:
+        padded = max(x.max_len for x in batch) * sum(len(x.rows) for x in batch)
+        assert padded <= 40 or len(batch) == 1
+    assert len(runner.batches) >= 2
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_max_wait_bounds_the_wait_of_a_lone_request():
+    runner = FakeRunner()
+    b = await run_with(BatcherConfig(max_batch_size=64, max_wait_ms=50), runner)
+    started = time.monotonic()
+    i = item()
+    b.submit(i)
+    await i.future
+    waited = time.monotonic() - started
+    assert 0.04 <= waited < 2.0
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_expired_requests_fail_with_504_before_compute():
+    runner = FakeRunner()
+    runner.gate.clear()  # hold the worker so the second item waits in the queue
+    b = await run_with(BatcherConfig(max_batch_size=1, max_wait_ms=0), runner)
+    first, late = item(), item(deadline_s=0.05)
+    b.submit(first)
+    await asyncio.sleep(0.02)
+    b.submit(late)
+    await asyncio.sleep(0.1)
+    runner.gate.set()
+    await first.future
+    with pytest.raises(DeadlineExceeded):
+        await late.future
+    assert all(late not in batch for batch in runner.batches)
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_cancelled_requests_are_dropped_before_compute():
+    runner = FakeRunner()
+    runner.gate.clear()
+    b = await run_with(BatcherConfig(max_batch_size=1, max_wait_ms=0), runner)
+    first, gone = item(), item()
+    b.submit(first)
+    await asyncio.sleep(0.02)
+    b.submit(gone)
+    gone.future.cancel()  # the caller hung up
+    runner.gate.set()
+    await first.future
+    await asyncio.sleep(0.05)
+    assert all(gone not in batch for batch in runner.batches)
+    assert b.queued_requests == 0
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_admission_limit_refuses_at_once_with_429():
+    runner = FakeRunner()
+    runner.gate.clear()
+    b = await run_with(BatcherConfig(max_batch_size=1, max_wait_ms=0, max_queue_requests=3), runner)
+    items = [item() for _ in range(3)]
+    for i in items:
+        b.submit(i)
+    with pytest.raises(Overloaded) as e:
+        b.submit(item())
+    assert e.value.status_code == 429 and e.value.retry_after_s > 0
+    tok = await run_with(BatcherConfig(max_queue_tokens=10), FakeRunner())
+    with pytest.raises(Overloaded):
+        tok.submit(item(n_tokens=11))
+    runner.gate.set()
+    await asyncio.gather(*(i.future for i in items))
+    await b.stop()
+    await tok.stop()
+
+
+@pytest.mark.asyncio
+async def test_fairness_hot_adapter_does_not_starve_others():
+    runner = FakeRunner()
+    runner.gate.clear()
+    b = await run_with(BatcherConfig(max_batch_size=8, max_batch_tokens=10_000, max_wait_ms=0), runner)
+    hot = [item("hot") for _ in range(200)]
+    for i in hot:
+        b.submit(i)
+    cold = [item(f"cold{k}") for k in range(3)]
+    for i in cold:
+        b.submit(i)
+    runner.gate.set()
+    await asyncio.gather(*(i.future for i in hot + cold))
+    first_cold = max(n for n, batch in enumerate(runner.batches) for i in batch if i in cold)
+    assert first_cold <= 2, f"cold adapters waited {first_cold} batches behind the hot one"
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_per_adapter_policy_never_mixes_and_mixed_does():
+    for policy in ("per_adapter", "mixed"):
+        runner = FakeRunner()
+        runner.gate.clear()
+        b = await run_with(BatcherConfig(max_batch_size=16, max_wait_ms=0, policy=policy), runner)
+        items = [item(f"a{k % 4}") for k in range(16)]
+        for i in items:
+            b.submit(i)
+        runner.gate.set()
+        await asyncio.gather(*(i.future for i in items))
+        keys_per_batch = [len({i.key for i in batch}) for batch in runner.batches]
+        if policy == "per_adapter":
+            assert max(keys_per_batch) == 1
+        else:
+            assert max(keys_per_batch) > 1
+        for batch in runner.batches:  # rows grouped by adapter: each key one contiguous run
+            keys = [i.key for i in batch]
+            assert keys == sorted(keys)
+        await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_drain_finishes_queued_work_and_refuses_new():
+    runner = FakeRunner(delay=0.01)
+    b = await run_with(BatcherConfig(max_batch_size=2, max_wait_ms=0), runner)
+    items = [item() for _ in range(10)]
+    for i in items:
+        b.submit(i)
+    drained = await b.drain(timeout=5)
+    assert drained and all(i.future.done() and not i.future.cancelled() for i in items)
+    with pytest.raises(Unavailable):
+        b.submit(item())

@@ -1,0 +1,53 @@
+import pytest
+
+from service.errors import AdapterNotFound, InvalidName
+from service.store import open_store, validate_name
+from service.store.base import content_hash
+
+from ..conftest import GOLDEN
+
+SRC = GOLDEN / "ah_seq_bn" / "adapter"
+SRC2 = GOLDEN / "ah_double_seq_bn" / "adapter"
+
+
+@pytest.mark.parametrize("name", ["../x", "A", "", ".x", "a/b", "a..b", "x" * 200, "a b"])
+def test_invalid_names(name):
+    with pytest.raises(InvalidName):
+        validate_name(name)
+
+
+def test_publish_versions_rollback_delete(tmp_path):
+    s = open_store(str(tmp_path), keep_versions=2)
+    v1 = s.publish("x", SRC)
+    assert v1.sha256 == content_hash(SRC) and v1.version == v1.sha256[:16]
+    assert s.publish("x", SRC).version == v1.version  # same content, same version
+    v2 = s.publish("x", SRC2)
+    assert s.current("x").version == v2.version
+    assert [v.version for v in s.versions("x")][0] == v2.version
+    assert content_hash(s.fetch("x", v1.version)) == v1.sha256
+    s.set_current("x", v1.version)
+    assert s.current("x").version == v1.version
+    assert s.manifest() == {"x": v1.version}
+    with pytest.raises(AdapterNotFound):
+        s.set_current("x", "0" * 16)
+    s.delete("x")
+    assert s.names() == [] and s.current("x") is None
+
+
+def test_keeps_last_n_versions(tmp_path):
+    s = open_store(str(tmp_path), keep_versions=2)
+    cases = ["ah_seq_bn", "ah_double_seq_bn", "ah_act_tanh", "ah_act_relu"]
+    for c in cases:
+        last = s.publish("x", GOLDEN / c / "adapter")
+    assert len(s.versions("x")) == 2 and s.current("x").version == last.version
+
+
+def test_plain_folder_is_served_as_one_version(tmp_path):
+    import shutil
+
+    shutil.copytree(SRC, tmp_path / "plain")
+    s = open_store(str(tmp_path))
+    assert s.names() == ["plain"]
+    info = s.current("plain")
+    assert info.sha256 == content_hash(SRC)
+    assert s.fetch("plain", info.version) == tmp_path / "plain"
