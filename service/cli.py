@@ -18,8 +18,20 @@ def _serve(args) -> int:
     settings = Settings(**overrides)
     setup_logging(settings.log_level, settings.log_json)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, timeout_graceful_shutdown=
-                int(settings.drain_timeout_s) + 5)
+
+    class DrainingServer(uvicorn.Server):
+        """On SIGTERM/SIGINT readiness turns false at once; uvicorn then stops accepting connections,
+        lets in-flight requests finish (up to the drain timeout), and the lifespan drains the batcher."""
+
+        def handle_exit(self, sig, frame):
+            state = app.state.adapterserve
+            if state is not None:
+                state.draining = True
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                            timeout_graceful_shutdown=int(settings.drain_timeout_s) + 1)
+    DrainingServer(config).run()
     return 0
 
 

@@ -57,6 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--delimiter", default=None, help="CSV delimiter (default: ',' or tab for .tsv)")
     d.add_argument("--dedupe", action="store_true", help="drop rows whose input repeats an earlier row's")
     d.add_argument("--max-rows", type=int, default=0, help="use only the first N usable rows (0: all)")
+    d.add_argument("--max-train-rows", type=int, default=0,
+                   help="cap the training split only, after splitting (validation and test stay whole)")
     d.add_argument("--validation-split", type=_fraction, default=0.1)
     d.add_argument("--test-split", type=_fraction, default=0.1, help="held-out test share (0: no test split)")
     d.add_argument("--validation-file", default=None, help="use this file for validation instead of a split")

