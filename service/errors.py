@@ -31,6 +31,11 @@ class AdapterNotFound(AdapterServeError):
     code = "adapter_not_found"
 
 
+class NotFound(AdapterServeError):
+    status_code = 404
+    code = "not_found"
+
+
 class InvalidName(AdapterServeError):
     status_code = 422
     code = "invalid_name"

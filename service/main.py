@@ -15,6 +15,7 @@ from . import __version__
 from .api import adapters, admin, classify, embed, health, tag
 from .api.middleware import RequestMiddleware
 from .errors import AdapterServeError, Overloaded
+from .replicas import start_store_watcher
 from .settings import Settings
 from .state import AppState, build_state, warm_up
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None,
         app.state.adapterserve = state
         state.batcher.start()
         await warm_up(state)
+        start_store_watcher(state)  # other replicas' changes reach this one within store_poll_s
         state.ready = True
         log.info("ready", extra={"backbone": state.backbone.info.name, "store": state.store.url})
         try:
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None,
             state.draining = True
             for task in state.background:
                 task.cancel()
+            await asyncio.gather(*state.background, return_exceptions=True)
             drained = await state.batcher.drain(settings.drain_timeout_s)
             state.router.close()
             log.info("stopped", extra={"drained": drained})

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
 
     # store
     store: str = str(REPO_ROOT / "adapters_store")
+    # The replica convergence bound: a change made through another replica is served here within it (the
+    # manifest is polled twice per period, leaving the other half for fetching and loading the new version).
     store_poll_s: float = Field(10.0, gt=0)
     keep_versions: int = Field(5, ge=1)
 

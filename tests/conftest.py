@@ -43,3 +43,6 @@ def golden_cases() -> list[str]:
 
 def golden(case: str) -> tuple[Path, dict]:
     return GOLDEN / case / "adapter", json.loads((GOLDEN / case / "expected.json").read_text())
+
+
+from .s3server import moto_server, s3_url  # noqa: E402,F401  (a loopback S3 API for store tests, session-wide)

@@ -6,7 +6,7 @@ import hmac
 
 from fastapi import Request
 
-from ..errors import Forbidden, Unauthorized
+from ..errors import Forbidden, NotFound, Unauthorized
 from ..state import AppState
 
 
@@ -15,7 +15,13 @@ def get_state(request: Request) -> AppState:
 
 
 def require_admin(request: Request) -> None:
-    token = request.app.state.adapterserve.settings.admin_token
+    settings = request.app.state.adapterserve.settings
+    if settings.admin_port and settings.admin_port != settings.port:
+        # The admin API lives only on its own port (`serve` listens on both): elsewhere it does not exist.
+        server = request.scope.get("server") or (None, None)
+        if server[1] != settings.admin_port:
+            raise NotFound(f"no route {request.url.path}")
+    token = settings.admin_token
     if not token:
         raise Forbidden("the admin API is disabled: set ADAPTERSERVE_ADMIN_TOKEN to enable it")
     header = request.headers.get("authorization", "")

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import InvalidName
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def validate_name(name: str) -> str:
@@ -18,6 +19,14 @@ def validate_name(name: str) -> str:
         raise InvalidName(f"invalid adapter name {name!r}: use 1-128 characters [a-z0-9._-], starting with a "
                           "letter or digit, without '..'", name=name)
     return name
+
+
+def validate_version(version: str) -> str:
+    """Version ids come from clients too (rollback): they must never become a path outside the adapter."""
+    if not isinstance(version, str) or not VERSION_RE.match(version) or ".." in version:
+        raise InvalidName(f"invalid version {version!r}: versions are the ids listed by "
+                          "GET /admin/adapters/{name}/versions", version=version)
+    return version
 
 
 def content_hash(folder: Path) -> str:
@@ -81,3 +90,8 @@ class AdapterStore(ABC):
             if cur is not None:
                 out[n] = cur.version
         return out
+
+    def reconcile(self) -> dict[str, str]:
+        """Like manifest(), but from the authoritative per-name pointers, repairing any index the backend
+        keeps. Replicas call it now and then, so a stale index can only delay convergence, never stall it."""
+        return self.manifest()

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..errors import AdapterNotFound, Conflict
-from .base import AdapterStore, VersionInfo, content_hash, validate_name
+from .base import AdapterStore, VersionInfo, content_hash, validate_name, validate_version
 from .registry import register_store
 
 
@@ -58,7 +58,7 @@ class LocalStore(AdapterStore):
         return VersionInfo(digest[:16], digest, (d / "adapter_config.json").stat().st_mtime, _folder_size(d))
 
     def _info(self, d: Path, version: str) -> VersionInfo:
-        meta = d / "versions" / f"{version}.json"
+        meta = d / "versions" / f"{validate_version(version)}.json"
         if not meta.is_file():
             raise AdapterNotFound(f"adapter {d.name!r} has no version {version!r}", name=d.name, version=version)
         return VersionInfo(**json.loads(meta.read_text()))
@@ -86,7 +86,7 @@ class LocalStore(AdapterStore):
         d = self._dir(name)
         if self._is_plain(d):
             return d
-        folder = d / "versions" / version
+        folder = d / "versions" / validate_version(version)
         if not folder.is_dir():
             raise AdapterNotFound(f"adapter {name!r} has no version {version!r}", name=name, version=version)
         return folder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 from urllib.parse import urlparse
 
@@ -25,9 +26,10 @@ def open_store(url: str, **options) -> AdapterStore:
     return factory(url, **options)
 
 
+# Built-in backends import lazily (each module registers itself), so `boto3` is only needed by S3 users.
+_BUILTIN = {"file": "local", "s3": "s3"}
+
+
 def _load_builtin(scheme: str) -> None:
-    # Backends import lazily so `boto3` is only needed by those who use S3.
-    if scheme == "file":
-        from . import local  # noqa: F401  (registers itself)
-    elif scheme == "s3":
-        from . import s3  # noqa: F401
+    if scheme in _BUILTIN:
+        importlib.import_module(f"{__package__}.{_BUILTIN[scheme]}")

@@ -1,0 +1,238 @@
+"""A server under test as a real subprocess: start, wait for readiness, scrape /metrics, read its memory."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS / VmHWM (peak RSS) in bytes, from /proc (Linux); psutil's rss elsewhere."""
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0]) * 1024
+    except OSError:
+        try:
+            import psutil
+
+            out["VmRSS"] = out["VmHWM"] = psutil.Process(pid).memory_info().rss
+        except Exception:
+            pass
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """user+system CPU seconds of a process (all threads)."""
+    try:
+        import psutil
+
+        t = psutil.Process(pid).cpu_times()
+        return t.user + t.system
+    except Exception:
+        return 0.0
+
+
+class RssSampler:
+    """Samples a process's RSS in a thread; `peak` is the highest RSS seen since `reset`."""
+
+    def __init__(self, pid: int, interval: float = 0.25):
+        self.pid, self.interval = pid, interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="rss-sampler")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, proc_status(self.pid).get("VmRSS", 0))
+
+    def reset(self) -> None:
+        self.peak = proc_status(self.pid).get("VmRSS", 0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+@dataclass
+class ServerProcess:
+    """`python -m <module> ...` on 127.0.0.1:port with extra environment; logs go to a file."""
+
+    args: list[str]
+    env: dict[str, str]
+    port: int
+    log_path: Path
+    name: str = "server"
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    ready_after_s: float = 0.0
+    sampler: RssSampler | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 300.0, ready_path: str = "/health/ready") -> "ServerProcess":
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+               **self.env}
+        env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self._log = self.log_path.open("w")
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, *self.args], cwd=str(REPO), env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before it was ready; "
+                                       f"log:\n{self.tail()}")
+                try:
+                    if client.get(self.url + ready_path).status_code == 200:
+                        self.ready_after_s = time.monotonic() - self.started_at
+                        self.sampler = RssSampler(self.pid)
+                        return self
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.name} was not ready within {timeout:.0f}s; log:\n{self.tail()}")
+
+    def tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def memory(self) -> dict[str, int]:
+        return proc_status(self.pid)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self._log.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# ---- Prometheus text parsing ----------------------------------------------------------------------------
+_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)')
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """name -> [(labels, value)] for every sample in the exposition text."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _LINE.match(line)
+        if not m:
+            continue
+        labels = dict(_LABEL.findall(m.group(2) or ""))
+        try:
+            value = float(m.group(3))
+        except ValueError:
+            continue
+        out.setdefault(m.group(1), []).append((labels, value))
+    return out
+
+
+@dataclass
+class Histogram:
+    buckets: list[tuple[float, float]]  # (upper bound, cumulative count)
+    sum: float
+    count: float
+
+    def __sub__(self, other: "Histogram") -> "Histogram":
+        prev = dict(other.buckets)
+        return Histogram([(le, c - prev.get(le, 0.0)) for le, c in self.buckets], self.sum - other.sum,
+                         self.count - other.count)
+
+    @property
+    def mean(self) -> float:
+        return self.sum / self.count if self.count else 0.0
+
+    def distribution(self) -> list[tuple[float, float]]:
+        """(upper bound, share of observations in (previous bound, bound])."""
+        out, prev = [], 0.0
+        for le, c in self.buckets:
+            out.append((le, (c - prev) / self.count if self.count else 0.0))
+            prev = c
+        return out
+
+    def quantile(self, q: float) -> float:
+        """Upper bound of the bucket holding the q-quantile (coarse, as Prometheus would)."""
+        if not self.count:
+            return 0.0
+        target = q * self.count
+        for le, c in self.buckets:
+            if c >= target:
+                return le
+        return float("inf")
+
+
+def histogram(samples: dict, name: str, **match: str) -> Histogram:
+    """Sum a histogram's series over every label set that matches `match`."""
+    def ok(labels):
+        return all(labels.get(k) == v for k, v in match.items())
+
+    buckets: dict[float, float] = {}
+    for labels, v in samples.get(name + "_bucket", []):
+        if ok(labels):
+            le = float(labels["le"])
+            buckets[le] = buckets.get(le, 0.0) + v
+    total = sum(v for labels, v in samples.get(name + "_sum", []) if ok(labels))
+    count = sum(v for labels, v in samples.get(name + "_count", []) if ok(labels))
+    return Histogram(sorted(buckets.items()), total, count)
+
+
+def counter(samples: dict, name: str, **match: str) -> float:
+    return sum(v for labels, v in samples.get(name, []) if all(labels.get(k) == val for k, val in match.items()))
+
+
+def scrape(url: str) -> dict:
+    r = httpx.get(url + "/metrics", timeout=10.0)
+    r.raise_for_status()
+    return parse_metrics(r.text)
