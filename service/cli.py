@@ -14,7 +14,8 @@ def _serve(args) -> int:
     from .settings import Settings
 
     overrides = {k: v for k, v in dict(host=args.host, port=args.port, store=args.store, backbone=args.backbone,
-                                       device=args.device, dtype=args.dtype).items() if v is not None}
+                                       device=args.device, dtype=args.dtype, admin_port=args.admin_port).items()
+                 if v is not None}
     settings = Settings(**overrides)
     setup_logging(settings.log_level, settings.log_json)
     app = create_app(settings)
@@ -31,7 +32,12 @@ def _serve(args) -> int:
 
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                             timeout_graceful_shutdown=int(settings.drain_timeout_s) + 1)
-    DrainingServer(config).run()
+    sockets = None
+    if settings.admin_port and settings.admin_port != settings.port:
+        # One server, two listening sockets; the admin routes answer only on the admin one (deps.require_admin).
+        admin = uvicorn.Config(app, host=settings.host, port=settings.admin_port)
+        sockets = [config.bind_socket(), admin.bind_socket()]
+    DrainingServer(config).run(sockets=sockets)
     return 0
 
 
@@ -43,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port (ADAPTERSERVE_PORT, default 8080)")
     serve.add_argument("--store", help="adapter store: a directory or s3://bucket/prefix (ADAPTERSERVE_STORE)")
     serve.add_argument("--backbone", help="backbone folder or hub id (ADAPTERSERVE_BACKBONE)")
+    serve.add_argument("--admin-port", type=int,
+                       help="serve /admin only on this port (ADAPTERSERVE_ADMIN_PORT; default: the main port)")
     serve.add_argument("--device", choices=["auto", "cpu", "cuda"], help="ADAPTERSERVE_DEVICE")
     serve.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], help="ADAPTERSERVE_DTYPE")
     serve.set_defaults(func=_serve)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import shutil
 import tempfile
@@ -25,20 +24,18 @@ from ..formats.registry import load_adapter
 from ..formats.sidecar import SIDECAR
 from ..state import AppState
 from ..store import validate_name
+from .archive import extract_archive, is_archive_name
+from .audit import audit_trail
 from .deps import get_state, require_admin
 from .schemas import UploadResult
 
-log = logging.getLogger("adapterserve.audit")
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(audit_trail), Depends(require_admin)])
 FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-def audit(request: Request, action: str, name: str, **fields) -> None:
-    log.info("admin action", extra={"audit": True, "action": action, "adapter": name,
-                                    "client": request.client.host if request.client else None, **fields})
-
-
-async def _receive_files(request: Request, state: AppState, folder: Path) -> None:
+async def _receive_files(request: Request, state: AppState, folder: Path, work: Path) -> None:
+    """The adapter's files into folder: multipart parts named 'files', or one archive (a 'files' part named
+    *.tar.gz/*.tgz/*.tar/*.zip, or a part named 'archive') extracted safely; 'labels' is applied last."""
     s = state.settings
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > s.max_upload_bytes:
@@ -47,19 +44,22 @@ async def _receive_files(request: Request, state: AppState, folder: Path) -> Non
         form = await request.form(max_files=s.max_upload_files, max_fields=16)
     except Exception as e:  # malformed multipart bodies, too many parts
         raise BadRequest(f"could not read the multipart form: {e}; send files as parts named 'files'") from None
-    total, count = 0, 0
+    total, count, labels, archive = 0, 0, None, None
     try:
         for field, value in form.multi_items():
             if field == "labels" and isinstance(value, str):
-                _write_labels(folder, value)
+                labels = value
                 continue
-            if field != "files" or not isinstance(value, UploadFile):
+            if field not in ("files", "archive") or not isinstance(value, UploadFile):
                 raise BadRequest(f"unexpected form field {field!r}; send the adapter's files as parts named "
-                                 "'files' (and optionally 'labels')")
+                                 "'files' (or one archive), and optionally 'labels'")
             name = Path(value.filename or "").name
             if not FILE_NAME_RE.match(name or "") or name != value.filename:
                 raise BadRequest(f"file name {value.filename!r} is not allowed: plain names only, no paths")
-            target = folder / name
+            is_archive = field == "archive" or is_archive_name(name)
+            if archive is not None or (is_archive and count):
+                raise BadRequest("send either the adapter's files or one archive, not both")
+            target = work / "upload.archive" if is_archive else folder / name
             if target.exists():
                 raise BadRequest(f"file {name!r} was sent twice")
             with target.open("wb") as out:
@@ -68,11 +68,20 @@ async def _receive_files(request: Request, state: AppState, folder: Path) -> Non
                     if total > s.max_upload_bytes:
                         raise PayloadTooLarge(f"upload exceeds the limit of {s.max_upload_bytes} bytes")
                     out.write(chunk)
-            count += 1
+            if is_archive:
+                archive = target
+            else:
+                count += 1
     finally:
         await form.close()
-    if count == 0:
-        raise BadRequest("no files received: send the adapter folder's files as multipart parts named 'files'")
+    if archive is not None:
+        await asyncio.to_thread(extract_archive, archive, folder, max_bytes=s.max_upload_bytes,
+                                max_files=s.max_upload_files)
+    elif count == 0:
+        raise BadRequest("no files received: send the adapter folder's files as multipart parts named 'files', "
+                         "or one .tar.gz/.zip archive")
+    if labels is not None:
+        _write_labels(folder, labels)
 
 
 def _write_labels(folder: Path, value: str) -> None:
@@ -87,20 +96,22 @@ def _write_labels(folder: Path, value: str) -> None:
 
 
 @router.put("/adapters/{name}", status_code=201, response_model=UploadResult,
-            summary="Upload a new version of an adapter (multipart parts named 'files')")
+            summary="Upload a new version of an adapter (multipart 'files' parts, or one .tar.gz/.zip archive)")
 async def upload(name: str, request: Request, state: AppState = Depends(get_state)):
     validate_name(name)
-    tmp = Path(tempfile.mkdtemp(prefix="adapterserve-upload-"))
+    work = Path(tempfile.mkdtemp(prefix="adapterserve-upload-"))
+    folder = work / "adapter"
+    folder.mkdir()
     try:
-        await _receive_files(request, state, tmp)
-        adapter = await asyncio.to_thread(load_adapter, tmp, state.backbone.shape)  # validate before any write
-        async with state.admin_lock(name):
-            info = await asyncio.to_thread(state.store.publish, name, tmp)
+        await _receive_files(request, state, folder, work)
+        adapter = await asyncio.to_thread(load_adapter, folder, state.backbone.shape)  # validate before any write
+        async with state.admin_lock(name):  # racing uploads to one name: the later publish wins, and serves
+            info = await asyncio.to_thread(state.store.publish, name, folder)
             entry = await asyncio.to_thread(state.cache.prepare, name, info, adapter)
             state.cache.install(entry)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    audit(request, "upload", name, version=info.version)
+        shutil.rmtree(work, ignore_errors=True)
+    request.state.audit.update(version=info.version)
     return UploadResult(name=name, version=info.version, sha256=info.sha256)
 
 
@@ -110,7 +121,6 @@ async def delete(name: str, request: Request, state: AppState = Depends(get_stat
     async with state.admin_lock(name):
         await asyncio.to_thread(state.store.delete, name)
         state.cache.forget(name)
-    audit(request, "delete", name)
     return {"name": name, "deleted": True}
 
 
@@ -148,7 +158,7 @@ async def rollback(name: str, request: Request, body: RollbackRequest | None = N
         info = await asyncio.to_thread(state.store.set_current, name, target)
         entry = await asyncio.to_thread(state.cache.prepare, name, info, adapter)
         state.cache.install(entry)
-    audit(request, "rollback", name, version=target, previous=current.version)
+    request.state.audit.update(version=info.version, previous=current.version)
     return {"name": name, "version": info.version, "previous": current.version}
 
 
@@ -157,7 +167,7 @@ async def load(name: str, request: Request, state: AppState = Depends(get_state)
     validate_name(name)
     loaded = await state.cache.get(name)
     state.cache.pin(name)
-    audit(request, "load", name, version=loaded.version)
+    request.state.audit.update(version=loaded.version)
     return {"name": name, "version": loaded.version, "residency": state.cache.residency(name), "pinned": True}
 
 
@@ -165,5 +175,5 @@ async def load(name: str, request: Request, state: AppState = Depends(get_state)
 async def unload(name: str, request: Request, state: AppState = Depends(get_state)):
     validate_name(name)
     was = state.cache.unload(name)
-    audit(request, "unload", name)
+    request.state.audit.update(unloaded=was)
     return JSONResponse({"name": name, "unloaded": was, "residency": state.cache.residency(name)})

@@ -118,7 +118,7 @@ def _zip(archive: Path, dest: Path, budget: _Budget) -> None:
             if info.is_dir():
                 dest.joinpath(*rel.parts).mkdir(parents=True, exist_ok=True)
                 continue
-            if mode and not stat.S_ISREG(mode):
+            if stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # zipfile itself writes bare permissions (0)
                 raise BadRequest(f"archive entry {info.filename!r} is a link or special file; only regular files "
                                  "and folders are allowed")
             if info.flag_bits & 0x1:

@@ -56,6 +56,7 @@ class BatcherConfig:
     policy: str = "mixed"  # or "per_adapter"
 
 
+EXPIRED = "the request waited past its deadline before it could run; retry, or raise the timeout"
 Runner = Callable[[list[WorkItem]], list[list[object]]]
 
 
@@ -72,6 +73,7 @@ class Batcher:
         self._wake = asyncio.Event()
         self.queued_requests = 0
         self.queued_tokens = 0
+        self.queued_rows = 0
         self.in_flight = 0
         self.accepting = True
         self._task: asyncio.Task | None = None
@@ -88,6 +90,7 @@ class Batcher:
                              "retry shortly", retry_after_s=1.0)
         self.queued_requests += 1
         self.queued_tokens += item.tokens
+        self.queued_rows += len(item.rows)
         self._inbox.append(item)
         self._wake.set()
         return item.future
@@ -169,14 +172,6 @@ class Batcher:
                 self._deficit.setdefault(item.key, 0)
             q.append(item)
 
-    def _pending_rows_tokens(self) -> tuple[int, int]:
-        rows = tokens = 0
-        for q in self._queues.values():
-            for item in q:
-                rows += len(item.rows)
-                tokens += item.tokens
-        return rows, tokens
-
     async def _fill(self) -> None:
         """Wait for more work until the batch would be full or the oldest request has waited max_wait."""
         c = self.config
@@ -184,7 +179,7 @@ class Batcher:
         if oldest is None:
             return
         while True:
-            rows, tokens = self._pending_rows_tokens()
+            rows, tokens = self.queued_rows, self.queued_tokens
             remaining = oldest + c.max_wait_ms / 1000 - time.monotonic()
             if rows >= c.max_batch_size or tokens >= c.max_batch_tokens or remaining <= 0 or self._stopping:
                 return
@@ -195,10 +190,13 @@ class Batcher:
                 return
             self._accept()
 
-    def _dequeue(self, key: str) -> WorkItem:
-        item = self._queues[key].popleft()
+    def _take(self, key: str, index: int) -> WorkItem:
+        q = self._queues[key]
+        item = q[index]
+        del q[index]
         self.queued_requests -= 1
         self.queued_tokens -= item.tokens
+        self.queued_rows -= len(item.rows)
         return item
 
     def _fail(self, item: WorkItem, error: Exception) -> None:
@@ -210,56 +208,102 @@ class Batcher:
         """Drop items whose caller left, and fail items past their deadline, before any compute."""
         q = self._queues[key]
         while q and (q[0].future.done() or q[0].deadline <= now):
-            item = self._dequeue(key)
+            item = self._take(key, 0)
             if not item.future.done():
-                self._fail(item, DeadlineExceeded("the request waited past its deadline before it could run; "
-                                                  "retry, or raise the timeout"))
+                self._fail(item, DeadlineExceeded(EXPIRED))
 
     def _take_batch(self) -> list[WorkItem]:
+        """Deficit round robin over adapters; when more than a batch is queued, prefer one length bucket.
+
+        The oldest request always makes the batch and sets the length bucket (lengths within a factor
+        of two); a first pass takes only rows of that bucket (scanning a few items past each adapter's
+        head), a second pass fills what room is left with anything that fits the token budget.
+        """
         c = self.config
-        batch: list[WorkItem] = []
-        rows = max_len = 0
-        quantum = max(1, c.max_batch_tokens // 4)
-        only: str | None = None
+        now = time.monotonic()
+        for key in list(self._ring):
+            self._prune_head(key, now)
+        self._ring = deque(k for k in self._ring if self._queues[k])
+        if not self._ring:
+            return []
+        picker = _Picker(c)
+        oldest_key = min(self._ring, key=lambda k: self._queues[k][0].enqueued)
+        picker.add(self._take(oldest_key, 0))
+        if c.policy == "per_adapter":
+            picker.only = oldest_key
+        if self.queued_rows + picker.rows > c.max_batch_size:
+            self._drr(picker, _bucket(picker.max_len))
+        self._drr(picker, None)
+        for key in list(self._ring):
+            if not self._queues[key]:
+                self._ring.remove(key)
+                self._deficit.pop(key, None)
+        # Group rows by adapter so each adapter's rows are contiguous (one segment each).
+        picker.batch.sort(key=lambda i: i.key)
+        return picker.batch
+
+    def _drr(self, picker: "_Picker", bucket: int | None) -> None:
+        now = time.monotonic()
+        quantum = max(1, self.config.max_batch_tokens // 4)
         progress = True
-        while self._ring and progress:
+        while progress and not picker.full:
             progress = False
             for _ in range(len(self._ring)):
                 key = self._ring[0]
-                self._prune_head(key, time.monotonic())
+                self._ring.rotate(-1)
+                if picker.only is not None and key != picker.only:
+                    continue
                 q = self._queues[key]
-                if not q:
-                    self._ring.popleft()
-                    self._deficit.pop(key, None)
-                    continue
-                if only is not None and key != only:
-                    self._ring.rotate(-1)
-                    continue
-                self._deficit[key] += quantum
-                while q:
-                    item = q[0]
-                    new_len = max(max_len, item.max_len)
-                    fits = not batch or (rows + len(item.rows) <= c.max_batch_size
-                                         and (rows + len(item.rows)) * new_len <= c.max_batch_tokens)
-                    if not fits or (batch and item.tokens > self._deficit[key]):
+                self._deficit[key] = self._deficit.get(key, 0) + quantum
+                scanned = 0
+                i = 0
+                while i < len(q) and scanned < SCAN and not picker.full:
+                    item = q[i]
+                    scanned += 1
+                    if item.future.done() or item.deadline <= now:
+                        self._fail(self._take(key, i), DeadlineExceeded(EXPIRED))  # dropped before compute
+                        continue
+                    if bucket is not None and _bucket(item.max_len) != bucket:
+                        i += 1
+                        continue
+                    if not picker.fits(item) or item.tokens > self._deficit[key]:
                         break
-                    self._dequeue(key)
-                    self._deficit[key] = max(0, self._deficit[key] - item.tokens)
-                    batch.append(item)
-                    rows, max_len = rows + len(item.rows), new_len
+                    self._deficit[key] -= item.tokens
+                    picker.add(self._take(key, i))
                     progress = True
-                    if c.policy == "per_adapter":
-                        only = key
-                    self._prune_head(key, time.monotonic())
                 if not q:
-                    self._ring.popleft()
-                    self._deficit.pop(key, None)
-                else:
-                    self._ring.rotate(-1)
-                if rows >= c.max_batch_size:
-                    break
-            if rows >= c.max_batch_size or (batch and not progress):
-                break
-        # Group rows by adapter so each adapter's rows are contiguous (one segment each).
-        batch.sort(key=lambda i: i.key)
-        return batch
+                    self._deficit[key] = 0
+                if picker.full:
+                    return
+
+
+SCAN = 32  # how far past an adapter's head the bucketing pass looks
+
+
+def _bucket(length: int) -> int:
+    return max(0, (length - 1).bit_length() - 3)  # 1-8, 9-16, 17-32, 33-64, ...
+
+
+class _Picker:
+    """The batch being assembled and its budget."""
+
+    def __init__(self, config: BatcherConfig):
+        self.config = config
+        self.batch: list[WorkItem] = []
+        self.rows = 0
+        self.max_len = 0
+        self.only: str | None = None
+
+    def fits(self, item: WorkItem) -> bool:
+        rows = self.rows + len(item.rows)
+        return rows <= self.config.max_batch_size and rows * max(self.max_len, item.max_len) <= \
+            self.config.max_batch_tokens
+
+    def add(self, item: WorkItem) -> None:
+        self.batch.append(item)
+        self.rows += len(item.rows)
+        self.max_len = max(self.max_len, item.max_len)
+
+    @property
+    def full(self) -> bool:
+        return self.rows >= self.config.max_batch_size

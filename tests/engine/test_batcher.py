@@ -186,3 +186,40 @@ async def test_drain_finishes_queued_work_and_refuses_new():
     assert drained and all(i.future.done() and not i.future.cancelled() for i in items)
     with pytest.raises(Unavailable):
         b.submit(item())
+
+
+@pytest.mark.asyncio
+async def test_length_bucketing_when_more_than_a_batch_is_queued():
+    runner = FakeRunner()
+    runner.gate.clear()
+    b = await run_with(BatcherConfig(max_batch_size=8, max_batch_tokens=100_000, max_wait_ms=0), runner)
+    blocker = item()
+    b.submit(blocker)
+    await asyncio.sleep(0.02)  # the worker holds the blocker; the rest queue up
+    lengths = [10, 100] * 8
+    items = [item(n_tokens=n) for n in lengths]
+    for i in items:
+        b.submit(i)
+    runner.gate.set()
+    await asyncio.gather(*(i.future for i in items + [blocker]))
+    for batch in runner.batches[1:]:
+        assert len({x.max_len for x in batch}) == 1, [x.max_len for x in batch]
+
+
+@pytest.mark.asyncio
+async def test_expired_items_deep_in_the_queue_are_not_computed():
+    runner = FakeRunner()
+    runner.gate.clear()
+    b = await run_with(BatcherConfig(max_batch_size=8, max_wait_ms=0), runner)
+    blocker = item()
+    b.submit(blocker)
+    await asyncio.sleep(0.02)
+    ok, late = item(), item(deadline_s=0.01)
+    b.submit(ok)
+    b.submit(late)
+    await asyncio.sleep(0.05)
+    runner.gate.set()
+    await ok.future
+    with pytest.raises(DeadlineExceeded):
+        await late.future
+    assert all(late not in batch for batch in runner.batches)
