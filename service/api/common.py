@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import Request
 
 from ..errors import AdapterServeError, PayloadTooLarge
 from ..settings import Settings
+
+
+log = logging.getLogger("adapterserve.requests")
 
 
 class ClientDisconnected(AdapterServeError):
@@ -40,6 +44,9 @@ async def until_disconnected(request: Request, coro):
 
 
 def check_texts(settings: Settings, texts: list[str]) -> None:
+    """Limits (413) and, only when LOG_REQUEST_TEXT is on and the level is DEBUG, the texts themselves."""
+    if settings.log_request_text and log.isEnabledFor(logging.DEBUG):
+        log.debug("request texts", extra={"texts": texts[:20]})
     if len(texts) > settings.max_inputs_per_request:
         raise PayloadTooLarge(f"{len(texts)} inputs in one request; the limit is {settings.max_inputs_per_request}: "
                               "split the request", inputs=len(texts), limit=settings.max_inputs_per_request)
