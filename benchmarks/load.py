@@ -75,6 +75,7 @@ class PhaseResult:
     server_cpu_s: float = 0.0
     metrics_before: dict | None = field(default=None, repr=False)
     metrics_after: dict | None = field(default=None, repr=False)
+    metrics_interval_s: float = 0.0  # time between the two scrapes (midpoints of their round trips)
 
     @property
     def rps(self) -> float:
@@ -141,11 +142,15 @@ async def _edges(client, window: _Window, server_pid: int | None, scrape: bool, 
     await asyncio.sleep(max(0.0, window.start - time.monotonic()))
     box["cpu0"], box["scpu0"] = time.process_time(), cpu_seconds(server_pid) if server_pid else 0.0
     if scrape:
+        t = time.monotonic()
         box["before"] = await _scrape(client)
+        box["t0"] = (t + time.monotonic()) / 2
     await asyncio.sleep(max(0.0, window.end - time.monotonic()))
     box["cpu1"], box["scpu1"] = time.process_time(), cpu_seconds(server_pid) if server_pid else 0.0
     if scrape:
+        t = time.monotonic()
         box["after"] = await _scrape(client)
+        box["t1"] = (t + time.monotonic()) / 2
 
 
 def _client(url: str, connections: int, timeout: float) -> httpx.AsyncClient:
@@ -173,7 +178,8 @@ async def closed_loop(url: str, requests: list[Request], concurrency: int, durat
     return PhaseResult("closed", duration, window.completed, window.ok, window.errors, window.latencies,
                        concurrency=concurrency, inputs_per_request=inputs_per_request,
                        client_cpu_s=box["cpu1"] - box["cpu0"], server_cpu_s=box["scpu1"] - box["scpu0"],
-                       metrics_before=box.get("before"), metrics_after=box.get("after"))
+                       metrics_before=box.get("before"), metrics_after=box.get("after"),
+                       metrics_interval_s=box.get("t1", 0.0) - box.get("t0", 0.0))
 
 
 async def open_loop(url: str, requests: list[Request], rate: float, duration: float, warmup: float = 2.0,
@@ -206,7 +212,8 @@ async def open_loop(url: str, requests: list[Request], rate: float, duration: fl
     return PhaseResult("open", duration, window.completed, window.ok, window.errors, window.latencies,
                        offered_rps=rate, inputs_per_request=inputs_per_request,
                        client_cpu_s=box["cpu1"] - box["cpu0"], server_cpu_s=box["scpu1"] - box["scpu0"],
-                       metrics_before=box.get("before"), metrics_after=box.get("after"))
+                       metrics_before=box.get("before"), metrics_after=box.get("after"),
+                       metrics_interval_s=box.get("t1", 0.0) - box.get("t0", 0.0))
 
 
 async def sequential(url: str, requests: list[Request], n: int, warmup: int = 3,

@@ -240,10 +240,11 @@ def batch_stats(res: L.PhaseResult) -> dict:
         h("adapterserve_tokenize_seconds")
     tokens = h("adapterserve_batch_tokens")
     dist = [(le, share) for le, share in size.distribution() if share > 0]
+    interval = res.metrics_interval_s or res.duration_s
     out = {"batches": int(size.count), "mean_batch": round(size.mean, 2),
            "batch_dist": [[le, round(share, 4)] for le, share in dist],
            "padding_ratio": round(pad.mean, 4), "adapters_per_batch": round(adapters.mean, 2),
-           "inference_busy": round(infer.sum / res.duration_s, 4) if res.duration_s else 0.0,
+           "inference_busy": round(infer.sum / interval, 4) if interval else 0.0,
            "rows_per_inference_s": round(size.sum / infer.sum, 2) if infer.sum else 0.0,
            "ms_per_batch": round(1000 * infer.mean, 2), "queue_wait_ms": round(1000 * wait.mean, 2),
            "tokenize_ms": round(1000 * tok.mean, 3), "padded_tokens_per_batch": round(tokens.mean, 1)}

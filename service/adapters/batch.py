@@ -14,9 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from .bottleneck import sublayer_output
+from .grouped import RowGroups, stack_bottleneck, stack_lora
 from .heads import apply_head, head_input
 from .lora import lora_delta
 from .model import Adapter
+
+# From how many adapters at one site the stacked (gathered) path beats a loop over segments. Measured in
+# benchmarks (docs/benchmarks.md); both paths give the same results (tests/adapters/test_batch.py).
+GROUP_MIN = 4
 
 LN_SITES = {"mh": "attention.output.LayerNorm", "output": "output.LayerNorm"}
 
@@ -29,13 +34,14 @@ class Segment:
 
 
 class AdapterBatch:
-    def __init__(self, segments: list[Segment]):
+    def __init__(self, segments: list[Segment], group_min: int | None = None):
         self.segments = segments
+        self.group_min = GROUP_MIN if group_min is None else group_min
         self._linear_sites = {k for s in segments if s.adapter for k in (*s.adapter.lora, *s.adapter.bias)}
         self._bn_sites = {k for s in segments if s.adapter for k in s.adapter.bottleneck}
 
     @classmethod
-    def from_row_adapters(cls, adapters: list[Adapter | None]) -> "AdapterBatch":
+    def from_row_adapters(cls, adapters: list[Adapter | None], group_min: int | None = None) -> "AdapterBatch":
         """Segments from a per-row list whose equal adapters are already contiguous."""
         segments: list[Segment] = []
         start = 0
@@ -43,7 +49,7 @@ class AdapterBatch:
             if i == len(adapters) or adapters[i] is not adapters[start]:
                 segments.append(Segment(start, i, adapters[start]))
                 start = i
-        return cls(segments)
+        return cls(segments, group_min)
 
     def _per_segment(self, full: torch.Tensor, fn) -> torch.Tensor:
         """Replace each segment's rows of `full` by fn(segment) where fn returns a tensor, else keep."""
@@ -64,10 +70,17 @@ class AdapterBatch:
         if (layer, site) not in self._linear_sites:
             return y
         key = (layer, site)
+        lora_segs = [seg for seg in self.segments if seg.adapter is not None and key in seg.adapter.lora]
+        grouped = x.dim() == 3 and len(lora_segs) >= self.group_min
+        if grouped:
+            rows = RowGroups([(seg.start, seg.stop) for seg in lora_segs], x.shape[0], x.device)
+            a, b = stack_lora([seg.adapter.lora[key] for seg in lora_segs])
+            delta = torch.bmm(torch.bmm(rows.gather(x), a.transpose(1, 2)), b.transpose(1, 2))
+            y = y.index_add(0, rows.rows, delta.reshape(rows.k, rows.m, *y.shape[1:])[rows.valid])
 
         def seg_fn(seg: Segment):
             a = seg.adapter
-            lo, bias = a.lora.get(key), a.bias.get(key)
+            lo, bias = (None if grouped else a.lora.get(key)), a.bias.get(key)
             if lo is None and bias is None:
                 return None
             ys = y[seg.start:seg.stop]
@@ -105,15 +118,28 @@ class AdapterBatch:
         if key not in self._bn_sites:
             return base
         ln = (norm.weight, norm.bias, norm.eps)
+        groups: dict[tuple, list[Segment]] = {}
+        for seg in self.segments:
+            bn = seg.adapter.bottleneck.get(key) if seg.adapter is not None else None
+            if bn is not None:
+                sig = (seg.adapter.bottleneck_config, bn.norm_before is not None, bn.norm_after is not None)
+                groups.setdefault(sig, []).append(seg)
+        stacked = [segs for segs in groups.values() if len(segs) >= self.group_min]
+        looped = {id(seg) for segs in groups.values() if len(segs) < self.group_min for seg in segs}
 
         def seg_fn(seg: Segment):
-            bn = seg.adapter.bottleneck.get(key)
-            if bn is None:
+            if id(seg) not in looped:
                 return None
             sl = slice(seg.start, seg.stop)
-            return sublayer_output(h[sl], inp[sl], ln, seg.adapter.bottleneck_config, bn)
+            return sublayer_output(h[sl], inp[sl], ln, seg.adapter.bottleneck_config, seg.adapter.bottleneck[key])
 
-        return self._per_segment(base, seg_fn)
+        out = self._per_segment(base, seg_fn)
+        for segs in stacked:
+            rows = RowGroups([(seg.start, seg.stop) for seg in segs], h.shape[0], h.device)
+            site_w = stack_bottleneck([seg.adapter.bottleneck[key] for seg in segs], h.shape[-1])
+            block = sublayer_output(rows.gather(h), rows.gather(inp), ln, segs[0].adapter.bottleneck_config, site_w)
+            out = rows.scatter(block, out)
+        return out
 
     def heads(self, hidden: torch.Tensor, pooled: torch.Tensor | None) -> list[torch.Tensor | None]:
         """Logits per segment (None for rows without an adapter), in segment order."""

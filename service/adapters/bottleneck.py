@@ -2,7 +2,8 @@
 
 At the end of BertSelfOutput ("mh") and BertOutput ("output"), with h = dense(x) and inp the sub-layer's
 residual input, the pretrained sub-layer computes LN(h + inp). An adapter there replaces that with the
-sequence below; see docs/adapter-math.md for the derivation of each option.
+sequence below (the option names are AdapterHub's). The same code runs one adapter on its rows, or a
+group of adapters at once with stacked weights (see grouped.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,20 @@ from .activations import get_activation
 from .model import BottleneckConfig, BottleneckSite
 
 ADAPTER_LN_EPS = 1e-5  # adapters' own LayerNorms are nn.LayerNorm defaults, not the backbone's eps
+
+
+def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """One adapter's Linear ([out, in] weight), or one per group member (stacked [k, out, in]; x [k, n, in])."""
+    if w.dim() == 2:
+        return F.linear(x, w, b)
+    return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+
+def _norm(x: torch.Tensor, norm: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    w, b = norm
+    if w.dim() == 1:
+        return F.layer_norm(x, (x.shape[-1],), w, b, ADAPTER_LN_EPS)
+    return F.layer_norm(x, (x.shape[-1],), None, None, ADAPTER_LN_EPS) * w.unsqueeze(1) + b.unsqueeze(1)
 
 
 def sublayer_output(h: torch.Tensor, inp: torch.Tensor, ln: tuple[torch.Tensor, torch.Tensor, float],
@@ -35,15 +50,13 @@ def sublayer_output(h: torch.Tensor, inp: torch.Tensor, ln: tuple[torch.Tensor, 
     if residual is None:  # "post_add" without original_ln_before: AdapterHub fails here too
         raise ValueError("residual_before_ln='post_add' requires original_ln_before=true")
 
-    z = h
-    if site.norm_before is not None:
-        z = F.layer_norm(z, (H,), site.norm_before[0], site.norm_before[1], ADAPTER_LN_EPS)
-    down = get_activation(cfg.non_linearity)(F.linear(z, site.down_weight, site.down_bias))
-    out = F.linear(down, site.up_weight, site.up_bias) * site.scaling
+    z = h if site.norm_before is None else _norm(h, site.norm_before)
+    down = get_activation(cfg.non_linearity)(_linear(z, site.down_weight, site.down_bias))
+    out = _linear(down, site.up_weight, site.up_bias) * site.scaling
     if cfg.adapter_residual_before_ln:
         out = out + residual
     if site.norm_after is not None:
-        out = F.layer_norm(out, (H,), site.norm_after[0], site.norm_after[1], ADAPTER_LN_EPS)
+        out = _norm(out, site.norm_after)
     if not cfg.adapter_residual_before_ln:
         out = out + residual
     if cfg.original_ln_after:
