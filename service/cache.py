@@ -55,8 +55,7 @@ class AdapterCache:
 
     # ---- reads -------------------------------------------------------------------------------------
     def residency(self, name: str) -> str:
-        if name in self._device and self.device.type != "cpu":
-            return "device"
+        """device: ready for compute (on a CPU backbone, the CPU); host: parsed in memory; store: neither."""
         if name in self._device:
             return "device"
         return "host" if name in self._host else "store"

@@ -39,28 +39,10 @@ class ClassifyRequest(BaseModel):
         return list(items), None
 
 
-class TagRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    inputs: Union[str, list[str]] = Field(..., examples=["Angela Merkel visited Paris."])
-    aggregation: Literal["simple", "none"] = Field(
-        "simple", description="simple: merged entities; none: one item per word-piece token")
-    truncate: bool = True
-
-    @field_validator("inputs")
-    @classmethod
-    def _non_empty(cls, v):
-        if isinstance(v, list) and not v:
-            raise ValueError("inputs must not be empty")
-        return v
-
-    def texts(self) -> list[str]:
-        return [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
-
-
-class EmbedRequest(BaseModel):
+class _TextsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inputs: Union[str, list[str]] = Field(..., examples=["I love it"])
-    truncate: bool = True
+    truncate: bool = Field(True, description="truncate inputs over the backbone's token limit (else 422)")
 
     @field_validator("inputs")
     @classmethod
@@ -71,6 +53,15 @@ class EmbedRequest(BaseModel):
 
     def texts(self) -> list[str]:
         return [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
+
+
+class TagRequest(_TextsRequest):
+    aggregation: Literal["simple", "none"] = Field(
+        "simple", description="simple: merged entities; none: one item per word-piece token")
+
+
+class EmbedRequest(_TextsRequest):
+    pass
 
 
 class OpenAIEmbeddingRequest(BaseModel):
