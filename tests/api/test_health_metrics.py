@@ -31,3 +31,37 @@ def test_openapi_docs(client):
     for path in ("/classify", "/tag", "/embed", "/v1/embeddings", "/adapters", "/admin/adapters/{name}"):
         assert path in spec["paths"], path
     assert client.get("/docs").status_code == 200
+
+
+def test_ready_is_503_while_draining_but_live_stays_200(client):
+    state = client.app.state.adapterserve
+    state.draining = True
+    try:
+        r = client.get("/health/ready")
+        assert r.status_code == 503 and r.json()["status"] == "draining"
+        assert client.get("/health/live").status_code == 200
+    finally:
+        state.draining = False
+
+
+def test_ready_is_503_before_startup():
+    from fastapi.testclient import TestClient
+
+    from service.main import create_app
+
+    app = create_app()
+    c = TestClient(app)  # no lifespan: nothing loaded
+    assert c.get("/health/ready").status_code == 503
+    assert c.get("/health/live").status_code == 200
+
+
+def test_live_stays_200_when_the_queue_is_full(client):
+    b = client.app.state.adapterserve.batcher
+    saved = b.queued_requests
+    b.queued_requests = b.config.max_queue_requests
+    try:
+        r = client.post("/classify?adapter=sentiment", json={"inputs": "x"})
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        assert client.get("/health/live").status_code == 200
+    finally:
+        b.queued_requests = saved

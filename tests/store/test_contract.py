@@ -65,13 +65,14 @@ def test_names_with_path_tricks_are_refused(store_url, name):
         s.current(name)
 
 
-@pytest.mark.parametrize("version", ["../../y/versions/abc", "/etc", "..", "a/b", ""])
-def test_versions_with_path_tricks_are_refused(store_url, version):
+def test_versions_with_path_tricks_are_refused(store_url):
     s = open_store(store_url)
-    s.publish("x", SRC)
-    for call in (s.fetch, s.set_current):
-        with pytest.raises(InvalidName):
-            call("x", version)
+    s.publish("y", SRC)
+    v = s.publish("x", SRC).version
+    for version in ["../../y/versions/" + v, "/etc", "..", "a/b", "", "x\\..\\y"]:
+        for call in (s.fetch, s.set_current):
+            with pytest.raises(InvalidName):
+                call("x", version)
 
 
 def test_two_handles_racing_on_one_name_leave_index_and_pointer_agreeing(store_url):

@@ -39,7 +39,8 @@ def spy(store: S3Store) -> list[tuple[str, dict]]:
 
 
 def test_boto3_is_not_imported_until_an_s3_store_is_opened():
-    code = "import sys, service.main, service.store; assert 'boto3' not in sys.modules, 'eager boto3'"
+    code = ("import sys, service.store.registry, service.store.local, service.store.s3; "
+            "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'eager boto3'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
