@@ -14,6 +14,8 @@ import torch
 from service.engine.runner import pad
 from service.engine.tokenize import tokenize
 
+from .server import machine_busy_seconds
+
 
 @dataclass
 class InprocResult:
@@ -22,6 +24,7 @@ class InprocResult:
     seconds: float
     padding_ratio: float  # padded positions / all positions, over every batch
     tokenize_s: float
+    others_cpu_cores: float | None = None  # CPU other processes used meanwhile
 
     @property
     def seq_per_s(self) -> float:
@@ -30,7 +33,8 @@ class InprocResult:
     def summary(self) -> dict:
         return {"batch_size": self.batch_size, "sequences": self.sequences, "seconds": round(self.seconds, 3),
                 "seq_per_s": round(self.seq_per_s, 2), "padding_ratio": round(self.padding_ratio, 4),
-                "tokenize_share": round(self.tokenize_s / self.seconds, 4) if self.seconds else 0.0}
+                "tokenize_share": round(self.tokenize_s / self.seconds, 4) if self.seconds else 0.0,
+                "others_cpu_cores": self.others_cpu_cores}
 
 
 def _sync(backbone) -> None:
@@ -58,6 +62,7 @@ def bare_backbone(backbone, texts: list[str], batch_size: int, duration: float, 
         _sync(backbone)
         n = real = padded = 0
         tok_s = 0.0
+        m0, c0 = machine_busy_seconds(), time.process_time()
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < duration:
             t1 = time.perf_counter()
@@ -70,4 +75,5 @@ def bare_backbone(backbone, texts: list[str], batch_size: int, duration: float, 
             real += sum(len(r) for r in rows)
             padded += ids.numel()
         seconds = time.perf_counter() - t0
-    return InprocResult(batch_size, n, seconds, 1 - real / max(1, padded), tok_s)
+        others = max(0.0, (machine_busy_seconds() - m0) - (time.process_time() - c0)) / seconds
+    return InprocResult(batch_size, n, seconds, 1 - real / max(1, padded), tok_s, round(others, 3))

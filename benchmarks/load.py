@@ -19,7 +19,7 @@ from typing import Callable
 
 import httpx
 
-from .server import cpu_seconds, parse_metrics
+from .server import cpu_seconds, machine_busy_seconds, parse_metrics
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class PhaseResult:
     inputs_per_request: int = 1
     client_cpu_s: float = 0.0
     server_cpu_s: float = 0.0
+    machine_cpu_s: float = 0.0  # every process on the machine, busy CPU seconds during the window
     metrics_before: dict | None = field(default=None, repr=False)
     metrics_after: dict | None = field(default=None, repr=False)
     metrics_interval_s: float = 0.0  # time between the two scrapes (midpoints of their round trips)
@@ -95,7 +96,9 @@ class PhaseResult:
                 "p50_ms": round(1000 * quantile(lat, 0.5), 2), "p95_ms": round(1000 * quantile(lat, 0.95), 2),
                 "p99_ms": round(1000 * quantile(lat, 0.99), 2), "concurrency": self.concurrency,
                 "offered_rps": round(self.offered_rps, 2), "client_cpu_s": round(self.client_cpu_s, 2),
-                "server_cpu_s": round(self.server_cpu_s, 2)}
+                "server_cpu_s": round(self.server_cpu_s, 2),
+                "others_cpu_cores": round(max(0.0, self.machine_cpu_s - self.client_cpu_s - self.server_cpu_s)
+                                          / self.duration_s, 3) if self.machine_cpu_s else None}
 
 
 class _Window:
@@ -141,12 +144,14 @@ async def _edges(client, window: _Window, server_pid: int | None, scrape: bool, 
     """At the window's start and end: scrape /metrics and note client/server CPU time."""
     await asyncio.sleep(max(0.0, window.start - time.monotonic()))
     box["cpu0"], box["scpu0"] = time.process_time(), cpu_seconds(server_pid) if server_pid else 0.0
+    box["mcpu0"] = machine_busy_seconds()
     if scrape:
         t = time.monotonic()
         box["before"] = await _scrape(client)
         box["t0"] = (t + time.monotonic()) / 2
     await asyncio.sleep(max(0.0, window.end - time.monotonic()))
     box["cpu1"], box["scpu1"] = time.process_time(), cpu_seconds(server_pid) if server_pid else 0.0
+    box["mcpu1"] = machine_busy_seconds()
     if scrape:
         t = time.monotonic()
         box["after"] = await _scrape(client)
@@ -178,6 +183,7 @@ async def closed_loop(url: str, requests: list[Request], concurrency: int, durat
     return PhaseResult("closed", duration, window.completed, window.ok, window.errors, window.latencies,
                        concurrency=concurrency, inputs_per_request=inputs_per_request,
                        client_cpu_s=box["cpu1"] - box["cpu0"], server_cpu_s=box["scpu1"] - box["scpu0"],
+                       machine_cpu_s=box["mcpu1"] - box["mcpu0"],
                        metrics_before=box.get("before"), metrics_after=box.get("after"),
                        metrics_interval_s=box.get("t1", 0.0) - box.get("t0", 0.0))
 
@@ -212,6 +218,7 @@ async def open_loop(url: str, requests: list[Request], rate: float, duration: fl
     return PhaseResult("open", duration, window.completed, window.ok, window.errors, window.latencies,
                        offered_rps=rate, inputs_per_request=inputs_per_request,
                        client_cpu_s=box["cpu1"] - box["cpu0"], server_cpu_s=box["scpu1"] - box["scpu0"],
+                       machine_cpu_s=box["mcpu1"] - box["mcpu0"],
                        metrics_before=box.get("before"), metrics_after=box.get("after"),
                        metrics_interval_s=box.get("t1", 0.0) - box.get("t0", 0.0))
 

@@ -4,7 +4,8 @@
 `BertForSequenceClassification` copies of the backbone (3 labels, head as from_pretrained initialises it),
 each wrapped in a transformers text-classification pipeline, and serves POST /classify?adapter=task-K with the
 same body and answer shape as adapterserve. The endpoint is a plain `def`, so FastAPI runs each request in
-its worker-thread pool: what a straightforward implementation does.
+its worker-thread pool: what a straightforward implementation does (`--serial` adds a lock so that only one
+forward runs at a time, each with all of torch's intra-op threads).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import logging
 import os
 
 
-def build_app(backbone: str, tasks: int, device: str = "cpu"):
+def build_app(backbone: str, tasks: int, device: str = "cpu", serial: bool = False):
+    import threading
+
     import torch
     from fastapi import FastAPI, HTTPException, Query
     from transformers import AutoTokenizer, BertForSequenceClassification, pipeline
@@ -38,6 +41,7 @@ def build_app(backbone: str, tasks: int, device: str = "cpu"):
         p("warm up", top_k=None)
 
     app = FastAPI(title="naive baseline")
+    lock = threading.Lock() if serial else None
 
     @app.get("/health/ready")
     def ready():
@@ -52,7 +56,11 @@ def build_app(backbone: str, tasks: int, device: str = "cpu"):
         texts = [inputs] if isinstance(inputs, str) else inputs
         out = []
         for t in texts:  # one forward per input: no batching
-            scores = pipe(t, top_k=None, truncation=True)
+            if lock is not None:
+                with lock:
+                    scores = pipe(t, top_k=None, truncation=True)
+            else:
+                scores = pipe(t, top_k=None, truncation=True)
             out.append([{"label": s["label"], "score": float(s["score"])} for s in scores])
         return out
 
@@ -65,11 +73,13 @@ def main() -> None:
     parser.add_argument("--backbone", required=True)
     parser.add_argument("--tasks", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--serial", action="store_true",
+                        help="one forward at a time (a lock around the pipeline) instead of concurrent forwards")
     args = parser.parse_args()
     import uvicorn
 
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"))
-    app = build_app(args.backbone, args.tasks, args.device)
+    app = build_app(args.backbone, args.tasks, args.device, args.serial)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
 

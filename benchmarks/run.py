@@ -53,6 +53,8 @@ class Config:
     cold_adapters: int = 5
     cold_bytes: int = 4 * 1024 * 1024
     naive_tasks: list[int] = field(default_factory=lambda: [1, 2, 4])
+    server_threads: int = 0  # torch intra-op threads in adapterserve (OMP_NUM_THREADS); 0 = torch's default
+    naive_mode: str = "serial"  # serial: one forward at a time; threads: concurrent forwards in FastAPI's pool
     texts: int = 4096
     seed: int = 0
     strategies: list[str] = field(default_factory=lambda: ["bare", "mixed", "per_adapter", "naive"])
@@ -71,8 +73,9 @@ def make_config(args) -> Config:
         cfg.concurrency = 64
         cfg.max_batch_size = 512
         cfg.max_batch_tokens = 65536
-        cfg.max_length = 128
         cfg.naive_tasks = [1, 2, 4]
+    if cfg.backbone_shape == "bert-base":
+        cfg.max_length = 128  # every input is exactly 128 tokens (long texts, truncated)
     if args.quick:
         cfg.quick = True
         cfg.duration, cfg.warmup = 3.0, 1.0
@@ -91,6 +94,10 @@ def make_config(args) -> Config:
         cfg.adapter_counts = [int(x) for x in args.adapters.split(",")]
     if args.strategies:
         cfg.strategies = args.strategies.split(",")
+    if args.naive_mode:
+        cfg.naive_mode = args.naive_mode
+    if args.server_threads:
+        cfg.server_threads = args.server_threads
     if args.no_prototype:
         cfg.prototype = False
     if cfg.open_loop_adapters not in cfg.adapter_counts:
@@ -281,6 +288,8 @@ def service_server(cfg: Config, backbone: str, store: Path, batching: str, logs:
            "ADAPTERSERVE_MAX_BATCH_TOKENS": str(cfg.max_batch_tokens)}
     if cfg.max_length:
         env["ADAPTERSERVE_MAX_LENGTH"] = str(cfg.max_length)
+    if cfg.server_threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(cfg.server_threads)
     args = ["-m", "service.cli", "serve", "--port", str(port), "--store", str(store), "--backbone", backbone,
             "--device", cfg.device]
     return ServerProcess(args, env, port, logs / f"server-{batching}.log", name=f"adapterserve ({batching})")
@@ -398,7 +407,8 @@ def naive_suite(cfg: Config, backbone: str, texts: list[str], logs: Path) -> dic
     for k in cfg.naive_tasks:
         port = free_port()
         server = ServerProcess(["-m", "benchmarks.naive", "--port", str(port), "--backbone", backbone, "--tasks",
-                                str(k), "--device", cfg.device], {}, port, logs / f"naive-{k}.log",
+                                str(k), "--device", cfg.device] + (["--serial"] if cfg.naive_mode == "serial" else []),
+                               {}, port, logs / f"naive-{k}.log",
                                name=f"naive ({k} tasks)")
         log(f"starting naive server with {k} task(s)")
         server.start(timeout=600)
@@ -461,6 +471,10 @@ def parse_args(argv=None):
     p.add_argument("--inputs-per-request", type=int, default=None)
     p.add_argument("--max-batch-size", type=int, default=None)
     p.add_argument("--max-length", type=int, default=None)
+    p.add_argument("--naive-mode", choices=["serial", "threads"], default=None,
+                   help="naive server: one forward at a time (default) or concurrent forwards in the thread pool")
+    p.add_argument("--server-threads", type=int, default=None,
+                   help="torch intra-op threads for adapterserve (sets OMP_NUM_THREADS in its environment)")
     p.add_argument("--no-prototype", action="store_true", help="skip the in-process prototype measurements")
     args = p.parse_args(argv)
     if args.backbone_shape is None:

@@ -53,6 +53,17 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes have spent busy since boot (/proc/stat; 0 where it does not exist)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        vals = [int(x) for x in fields[:8]]
+        busy = sum(vals) - vals[3] - vals[4]  # minus idle and iowait
+        return busy / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 class RssSampler:
     """Samples a process's RSS in a thread; `peak` is the highest RSS seen since `reset`."""
 

@@ -118,7 +118,10 @@ class AdapterCache:
         if info is None:
             raise AdapterNotFound(f"adapter {name!r} not found; available: {self.store.names()}", name=name)
         folder = self.store.fetch(name, info.version)
-        return info, load_adapter(folder, self.shape)
+        try:
+            return info, load_adapter(folder, self.shape)
+        except FileNotFoundError:  # deleted (or pruned) while we read it: for this request it is gone
+            raise AdapterNotFound(f"adapter {name!r} was deleted while loading", name=name) from None
 
     def _to_device(self, adapter: Adapter) -> Adapter:
         if self.device.type == "cpu" and self.dtype == torch.float32:

@@ -4,7 +4,8 @@ An archive is hostile until proven otherwise: entries may name absolute paths or
 links or device files, lie about their sizes, or expand a thousandfold. So entries are read one at a time,
 only plain files and folders are written (with exclusive creation, into a fresh folder), their names must be
 plain relative paths, and the bytes actually written and the number of entries are bounded as we go.
-Hidden files and macOS metadata (`.gitattributes`, `__MACOSX/`, `._*`) are skipped; a single top-level folder is unwrapped.
+Hidden files and macOS metadata (`.gitattributes`, `__MACOSX/`, `._*`) are skipped; a single top-level
+folder is unwrapped.
 """
 
 from __future__ import annotations
@@ -104,9 +105,8 @@ def _tar(archive: Path, dest: Path, budget: _Budget) -> None:
 def _zip(archive: Path, dest: Path, budget: _Budget) -> None:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
-        if len(infos) > budget.max_files * 2 + 16:
-            budget.entries = len(infos) - 1
-            budget.entry()
+        if len(infos) > budget.max_files * 2 + 16:  # the central directory says so before we extract a byte
+            raise PayloadTooLarge(f"the archive has more than {budget.max_files * 2 + 16} entries")
         if sum(i.file_size for i in infos) > budget.max_bytes:
             raise PayloadTooLarge(f"the archive expands to more than {budget.max_bytes} bytes")
         for info in infos:

@@ -39,6 +39,7 @@ class LocalStore(AdapterStore):
         self.root = Path(url.removeprefix("file://")).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.keep_versions = keep_versions
+        self._plain_cache: dict[Path, tuple[tuple, VersionInfo]] = {}
 
     def _dir(self, name: str) -> Path:
         return self.root / validate_name(name)
@@ -54,8 +55,15 @@ class LocalStore(AdapterStore):
         return out
 
     def _plain_info(self, d: Path) -> VersionInfo:
-        digest = content_hash(d)
-        return VersionInfo(digest[:16], digest, (d / "adapter_config.json").stat().st_mtime, _folder_size(d))
+        # Replicas poll manifest() every few seconds: re-hash a plain folder only when its files changed.
+        stats = tuple(sorted((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in d.rglob("*") if p.is_file()))
+        cached = self._plain_cache.get(d)
+        if cached is None or cached[0] != stats:
+            digest = content_hash(d)
+            cached = (stats, VersionInfo(digest[:16], digest, (d / "adapter_config.json").stat().st_mtime,
+                                         _folder_size(d)))
+            self._plain_cache[d] = cached
+        return cached[1]
 
     def _info(self, d: Path, version: str) -> VersionInfo:
         meta = d / "versions" / f"{validate_version(version)}.json"

@@ -5,11 +5,8 @@ and <name>/current, plus one small index, manifest.json = {"adapters": {name: ve
 with If-None-Match (a 304 costs no listing and no body).
 
 Commit protocol for a new version: upload its files, read them back and compare the content hash, write the
-metadata object, and only then write <name>/current. The `current` object is the commit point and the truth;
-the manifest is derived from it with compare-and-swap writes (If-Match on its ETag, retried), re-reading the
-`current` objects inside each attempt, so racing writers from several replicas leave it agreeing with the last
-`current` write. A writer that dies between the two leaves the index stale until `reconcile()` (a listing the
-replicas run now and then) repairs it. Endpoint, region and credentials come from the standard AWS variables
+metadata object, and only then write <name>/current: that object is the commit point and the truth (the
+manifest follows it, see s3_manifest.py). Endpoint, region and credentials come from the standard AWS variables
 (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...), which boto3 reads itself; any failure to talk to the store
 becomes StoreUnavailable (503, with the reason) and never a half-served adapter.
 """
@@ -19,25 +16,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 from ..errors import AdapterNotFound, StoreUnavailable
-from .base import NAME_RE, AdapterStore, VersionInfo, content_hash, validate_name, validate_version
+from .base import AdapterStore, VersionInfo, content_hash, validate_name, validate_version
 from .registry import register_store
+from .s3_manifest import CAS_FAILED, ManifestIndex
 
 log = logging.getLogger(__name__)
-MANIFEST = "manifest.json"
 _MISSING = {"NoSuchKey", "404", "NotFound"}
-_CAS_FAILED = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
-class S3Store(AdapterStore):
+class S3Store(ManifestIndex, AdapterStore):
     def __init__(self, url: str, keep_versions: int = 5, cache_dir: str | None = None):
         import boto3  # imported here so only S3 users need boto3, and nothing connects at import time
         from botocore.config import Config
@@ -52,12 +46,15 @@ class S3Store(AdapterStore):
         self._client_error, self._errors = ClientError, (ClientError, BotoCoreError)
         session = boto3.session.Session()
         # Short timeouts and few retries: a dead endpoint must become a prompt 503, not a hung admin call.
-        self._s3 = session.client("s3", region_name=session.region_name or "us-east-1", config=Config(
-            connect_timeout=3, read_timeout=15, retries={"max_attempts": 3, "mode": "standard"}))
+        options = dict(connect_timeout=3, read_timeout=15, retries={"max_attempts": 3, "mode": "standard"})
+        if "request_checksum_calculation" in Config.OPTION_DEFAULTS:
+            # Checksums only where S3 requires them: several S3-compatible servers reject the newer defaults,
+            # and every version is verified end to end by its sha256 anyway.
+            options.update(request_checksum_calculation="when_required", response_checksum_validation="when_required")
+        self._s3 = session.client("s3", region_name=session.region_name or "us-east-1", config=Config(**options))
         root = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "adapterserve-s3-cache"
         self.cache_root = root / self.bucket / (prefix or "_root")
-        self._manifest_lock = threading.Lock()
-        self._manifest_seen: tuple[str | None, dict[str, str]] = (None, {})
+        self._init_manifest()
 
     # ---- one place that talks to S3 and translates its failures ---------------------------------------
     def _call(self, op: str, missing_ok: bool = False, **kw):
@@ -68,7 +65,7 @@ class S3Store(AdapterStore):
             code = str(err.get("Code", ""))
             if missing_ok and code in _MISSING:
                 return None
-            if code in _CAS_FAILED or code == "304":
+            if code in CAS_FAILED or code == "304":  # conditional requests: the caller decides
                 raise
             raise StoreUnavailable(f"adapter store {self.url} refused {op}: {code} {err.get('Message', '')}".strip(),
                                    store=self.url) from None
@@ -136,8 +133,11 @@ class S3Store(AdapterStore):
 
     def fetch(self, name: str, version: str) -> Path:
         local = self.cache_root / validate_name(name) / validate_version(version)
-        if local.is_dir():  # versions are immutable and a local copy only appears complete (renamed in)
+        try:  # versions are immutable, and a local copy only ever appears complete (renamed into place)
+            os.utime(local)  # recently used: _trim_local leaves it alone
             return local
+        except FileNotFoundError:
+            pass
         return self._download(name, version, self._info(name, version).sha256)
 
     def _download(self, name: str, version: str, sha256: str) -> Path:
@@ -167,8 +167,9 @@ class S3Store(AdapterStore):
                                        "it is incomplete or corrupt in the store", store=self.url)
             try:
                 os.rename(tmp, local)
-            except OSError:  # another process on this host finished the same immutable version first
+            except OSError:  # a local copy exists already (same content: versions are content-addressed)
                 shutil.rmtree(tmp, ignore_errors=True)
+            self._trim_local(name, keep=self.keep_versions + 1)
             return local
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -186,10 +187,7 @@ class S3Store(AdapterStore):
                 with path.open("rb") as body:
                     self._call("put_object", Key=f"{base}versions/{version}/{path.relative_to(folder).as_posix()}",
                                Body=body)
-            local = self.cache_root / name / version
-            if local.is_dir():  # a stale local copy must not stand in for the read-back
-                shutil.rmtree(local, ignore_errors=True)
-            self._download(name, version, digest)  # read back every byte; raises unless identical
+            self._download(name, version, digest)  # read back every byte from the store; raises unless identical
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         info = VersionInfo(version, digest, time.time(), size)
         self._call("put_object", Key=meta_key, Body=json.dumps(info.to_dict()).encode())
@@ -214,7 +212,17 @@ class S3Store(AdapterStore):
             self._delete_keys(self._keys(base)[0])
         except StoreUnavailable as e:  # unreferenced leftovers are never served; a re-upload overwrites them
             log.warning("deleted %s, but removing its objects failed: %s", name, e.message)
-        shutil.rmtree(self.cache_root / name, ignore_errors=True)
+        self._trim_local(name, keep=0)
+
+    def _trim_local(self, name: str, keep: int, grace_s: float = 60.0) -> None:
+        """Bound this host's copies of name's versions. Only copies idle for grace_s go, so a load that is
+        reading one right now (a request racing a delete or a rollback) is never pulled from under it."""
+        folder = self.cache_root / name
+        copies = sorted((p for p in folder.glob("[!.]*") if p.is_dir()), key=lambda p: p.stat().st_mtime,
+                        reverse=True) if folder.is_dir() else []
+        for old in copies[keep:]:
+            if time.time() - old.stat().st_mtime > grace_s:
+                shutil.rmtree(old, ignore_errors=True)
 
     def _prune(self, name: str, keep: str) -> None:
         try:
@@ -225,91 +233,8 @@ class S3Store(AdapterStore):
                 vkey = f"{self._base(name)}versions/{info.version}"
                 self._call("delete_object", Key=vkey + ".json")  # first: the version stops existing
                 self._delete_keys(self._keys(vkey + "/")[0])
-                shutil.rmtree(self.cache_root / name / info.version, ignore_errors=True)
         except StoreUnavailable as e:
             log.warning("pruning old versions of %s failed (retried on the next upload): %s", name, e.message)
-
-    # ---- the manifest: a derived index that replicas can poll cheaply -----------------------------------
-    def _read_manifest(self) -> tuple[dict[str, str], str | None]:
-        r = self._call("get_object", missing_ok=True, Key=self.prefix + MANIFEST)
-        if r is None:
-            return {}, None
-        return json.loads(self._read_body(r)).get("adapters", {}), r["ETag"]
-
-    def _write_manifest(self, adapters: dict[str, str], etag: str | None) -> bool:
-        """Compare-and-swap; False when someone else wrote first. Stores without conditional writes
-        (NotImplemented) fall back to a plain write: reconcile() then bounds how long the index can lag."""
-        body = json.dumps({"adapters": dict(sorted(adapters.items())), "updated": time.time()}).encode()
-        cond = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-        try:
-            self._call("put_object", Key=self.prefix + MANIFEST, Body=body, ContentType="application/json", **cond)
-        except self._client_error as e:
-            if self._code(e) in _CAS_FAILED:
-                return False
-            raise
-        except StoreUnavailable as e:
-            if "NotImplemented" not in e.message:
-                raise
-            self._call("put_object", Key=self.prefix + MANIFEST, Body=body, ContentType="application/json")
-        return True
-
-    def _after_change(self, name: str) -> None:
-        """Bring the manifest's entry for name in line with <name>/current. Best effort: the change itself is
-        already committed, so a failure here only delays other replicas until the next reconcile."""
-        try:
-            for attempt in range(20):
-                # Read the manifest *before* the pointer: a write that lands after our read changes the ETag
-                # and fails our swap, so we can never overwrite a newer entry with an older one.
-                adapters, etag = self._read_manifest()
-                if etag is None:
-                    adapters = self._scan()
-                new = dict(adapters)
-                version = self._current_version(name)
-                if version is None:
-                    new.pop(name, None)
-                else:
-                    new[name] = version
-                if (new == adapters and etag is not None) or self._write_manifest(new, etag):
-                    return
-                time.sleep(random.uniform(0.01, 0.05 * (attempt + 1)))
-            log.warning("manifest update for %s kept conflicting; reconcile will repair it", name)
-        except StoreUnavailable as e:
-            log.warning("manifest update for %s failed (reconcile will repair it): %s", name, e.message)
-
-    def _scan(self) -> dict[str, str]:
-        """The truth, by listing: every name with a `current` object."""
-        _, dirs = self._keys(self.prefix, delimiter="/")
-        out = {}
-        for d in dirs:
-            name = d[len(self.prefix):].rstrip("/")
-            if NAME_RE.match(name) and ".." not in name and (version := self._current_version(name)):
-                out[name] = version
-        return out
-
-    def manifest(self) -> dict[str, str]:
-        with self._manifest_lock:
-            etag, seen = self._manifest_seen
-        try:
-            r = self._call("get_object", missing_ok=True, Key=self.prefix + MANIFEST,
-                           **({"IfNoneMatch": etag} if etag else {}))
-        except self._client_error as e:
-            if self._code(e) in ("304", "NotModified"):
-                return dict(seen)
-            raise StoreUnavailable(f"adapter store {self.url}: reading the manifest failed: {e}") from None
-        if r is None:  # a fresh bucket, or objects written by other tools: build the index once
-            return self.reconcile()
-        adapters = json.loads(self._read_body(r)).get("adapters", {})
-        with self._manifest_lock:
-            self._manifest_seen = (r["ETag"], adapters)
-        return dict(adapters)
-
-    def reconcile(self) -> dict[str, str]:
-        adapters, etag = self._read_manifest()  # first, for the same reason as in _after_change
-        truth = self._scan()
-        if truth != adapters or etag is None:
-            if self._write_manifest(truth, etag):
-                log.info("manifest repaired", extra={"store": self.url, "was": adapters, "now": truth})
-        return truth
 
 
 register_store("s3", S3Store)

@@ -88,7 +88,8 @@ def test_validation_and_test_files_and_column_options(train_cli, data_dir, tmp_p
 
 
 def test_bad_data_is_a_clean_error(train_cli, data_dir, tmp_path, capsys):
-    rc, _ = train_cli(["--data", str(data_dir / "cls.csv"), "--label-column", "nope"], tmp_path / "o")
+    rc, _ = train_cli(["--data", str(data_dir / "cls.csv"), "--text-column", "tweet", "--label-column", "nope"],
+                      tmp_path / "o")
     assert rc == 2 and "column 'nope' not found" in capsys.readouterr().err
 
 
