@@ -93,7 +93,7 @@ def targets(results: dict) -> list[dict]:
     idle = (results.get("mixed") or {}).get("idle")
     op = (results.get("mixed") or {}).get("open")
     half = next((r for r in (op or {}).get("phases", []) if abs(r.get("fraction", 0) - 0.5) < 1e-6), None)
-    if idle and half:
+    if idle and half and half["ok"] and idle["ok"]:
         ratio = half["p99_ms"] / idle["p50_ms"] if idle["p50_ms"] else float("inf")
         add("p99 at half of peak load vs idle p50", "<= 4x",
             f"{ratio:.2f}x (p99 {_f(half['p99_ms'])} ms at {_f(half['offered_rps'])} req/s; idle p50 "
@@ -172,8 +172,8 @@ def why_gpu(results, r) -> str:
 def _throughput_table(results: dict) -> list[str]:
     rows = ["| strategy | adapters | traffic | req/s | seq/s | p50 ms | p95 ms | p99 ms | mean batch | "
             "batch sizes | padding | adapters/batch | worker busy | rows per busy s | server CPU (cores) | "
-            "peak RSS | errors |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+            "client CPU (cores) | other processes (cores) | peak RSS | errors |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     bare = results.get("bare")
     for key in ("bare", "bare_end"):
         b = results.get(key)
@@ -181,7 +181,7 @@ def _throughput_table(results: dict) -> list[str]:
             rows.append(f"| bare backbone in-process{' (again, at the end)' if key == 'bare_end' else ''} | - | "
                         f"same texts, batches of {b['batch_size']} | - | **{_f(b['seq_per_s'])}** | - | - | - | "
                         f"{b['batch_size']} | all {b['batch_size']} | {b['padding_ratio']:.0%} | - | 100% | "
-                        f"{_f(b['seq_per_s'])} | - | - | - |")
+                        f"{_f(b['seq_per_s'])} | - | - | {_f(b.get('others_cpu_cores'), 2)} | - | - |")
     names = {"naive": "naive (HF pipeline per task)", "per_adapter": "adapterserve, per-adapter batches",
              "mixed": "adapterserve, mixed batches"}
     for strategy in ("naive", "per_adapter", "mixed"):
@@ -193,7 +193,8 @@ def _throughput_table(results: dict) -> list[str]:
                 f"{'-' if 'padding_ratio' not in r else format(r['padding_ratio'], '.0%')} | "
                 f"{_f(r.get('adapters_per_batch'))} | "
                 f"{'-' if 'inference_busy' not in r else format(r['inference_busy'], '.0%')} | "
-                f"{_f(r.get('rows_per_inference_s'))} | {_f(r.get('server_cpu_cores'), 2)} | {_mb(r.get('rss_peak'))} | "
+                f"{_f(r.get('rows_per_inference_s'))} | {_f(r.get('server_cpu_cores'), 2)} | "
+                f"{_f(r.get('client_cpu_share'), 2)} | {_f(r.get('others_cpu_cores'), 2)} | {_mb(r.get('rss_peak'))} | "
                 f"{sum(r['errors'].values()) if r['errors'] else 0} |")
     del bare
     return rows
@@ -238,6 +239,23 @@ def _memory_table(results: dict) -> list[str]:
         rows += ["", f"Naive fit over {sorted(measured)} tasks: {_mb(fit['base'])} + {_mb(fit['per_task'])} per task "
                  "(one full model copy each). The 8/64/512 naive figures are extrapolated, not measured."]
     return rows
+
+
+def contention(results: dict, threshold: float = 0.15) -> list[str]:
+    """Phases during which other processes used more than `threshold` cores."""
+    out = []
+    for key in ("bare", "bare_end"):
+        b = results.get(key)
+        if b and (b.get("others_cpu_cores") or 0) > threshold:
+            out.append(f"bare backbone{' (end)' if key == 'bare_end' else ''}: {b['others_cpu_cores']:.2f}")
+    for strategy in ("naive", "per_adapter", "mixed"):
+        for r in _phases(results, strategy) + ((results.get(strategy) or {}).get("open") or {}).get("phases", []):
+            if (r.get("others_cpu_cores") or 0) > threshold:
+                out.append(f"{strategy} {r['label']}: {r['others_cpu_cores']:.2f}")
+    p = results.get("prototype")
+    if p and (p.get("others_cpu_cores") or 0) > threshold:
+        out.append(f"prototypes: {p['others_cpu_cores']:.2f}")
+    return out
 
 
 def summary_table(results: dict) -> str:

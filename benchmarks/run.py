@@ -188,6 +188,9 @@ def make_bert_base(folder: Path, tokenizer_from: str) -> str:
     import torch
     from transformers import BertConfig, BertModel
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     BertModel(BertConfig()).save_pretrained(str(folder))

@@ -27,6 +27,7 @@ def _folder_size(folder: Path) -> int:
 def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600: other users (a container's server) must read it
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -112,6 +113,8 @@ class LocalStore(AdapterStore):
             tmp = Path(tempfile.mkdtemp(dir=vdir, prefix=".incoming-"))
             try:
                 shutil.copytree(folder, tmp, dirs_exist_ok=True)
+                for p in [tmp, *tmp.rglob("*")]:  # readable by any server user, whatever the upload's modes
+                    p.chmod(0o755 if p.is_dir() else 0o644)
                 if content_hash(tmp) != digest:  # read back what we wrote
                     raise OSError(f"read-back of {name}@{version} does not match what was uploaded")
                 os.replace(tmp, target)

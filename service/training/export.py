@@ -10,6 +10,7 @@ Every export is reloaded with `service.formats.load_adapter` and its logits comp
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -49,12 +50,17 @@ PEFT_CONFIG_BASE = {
 }
 
 
+def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    os.chmod(path, 0o644)  # safetensors creates files 0600: a non-root server (container) could not read them
+
+
 def _dump(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _t(x: torch.Tensor) -> torch.Tensor:
-    return x.detach().float().contiguous().clone()
+    return x.detach().float().cpu().contiguous().clone()
 
 
 def _meta(backbone_name: str, hidden: int, name: str) -> dict:
@@ -74,7 +80,7 @@ def write_adapterhub(folder: Path, adapter: Adapter, spec: Spec, name: str, back
         p = f"bert.encoder.layer.{layer}.{where}.adapters.{name}."
         tensors.update({p + "adapter_down.0.weight": _t(s.down_weight), p + "adapter_down.0.bias": _t(s.down_bias),
                         p + "adapter_up.weight": _t(s.up_weight), p + "adapter_up.bias": _t(s.up_bias)})
-    save_file(tensors, str(folder / "adapter.safetensors"), metadata={"format": "pt"})
+    _save(tensors, folder / "adapter.safetensors")
     write_flex_head(folder, adapter, spec, name, backbone_name)
 
 
@@ -91,7 +97,7 @@ def write_flex_head(folder: Path, adapter: Adapter, spec: Spec, name: str, backb
         idx += 1
         tensors[f"heads.{name}.{idx}.weight"], tensors[f"heads.{name}.{idx}.bias"] = _t(w), _t(b)
         idx += 2 if i < len(head.layers) - 1 else 1
-    save_file(tensors, str(folder / "model_head.safetensors"), metadata={"format": "pt"})
+    _save(tensors, folder / "model_head.safetensors")
 
 
 def peft_target_modules(targets: list[str]):
@@ -114,7 +120,7 @@ def write_peft(folder: Path, adapter: Adapter, spec: Spec, backbone_name: str) -
         tensors[p + "lora_A.weight"], tensors[p + "lora_B.weight"] = _t(s.a), _t(s.b)
     (w, b), = adapter.head.layers
     tensors["base_model.model.classifier.weight"], tensors["base_model.model.classifier.bias"] = _t(w), _t(b)
-    save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+    _save(tensors, folder / "adapter_model.safetensors")
 
 
 def write_sidecar(folder: Path, adapter: Adapter, description: str) -> None:
@@ -132,6 +138,7 @@ def export(folder: Path, adapter: Adapter, spec: Spec, name: str, backbone_name:
 
 @torch.no_grad()
 def served_logits(backbone, adapter: Adapter, batch: dict) -> torch.Tensor:
+    batch = {k: v.to(backbone.device) for k, v in batch.items()}
     B = batch["input_ids"].shape[0]
     hidden, pooled = backbone.encode(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
                                      adapters=AdapterBatch.from_row_adapters([adapter] * B))
@@ -140,13 +147,13 @@ def served_logits(backbone, adapter: Adapter, batch: dict) -> torch.Tensor:
 
 def self_check(folder: Path, backbone, trained: Adapter, batch: dict, tol: float = 1e-5) -> float:
     """Reload the folder as the service does and compare its logits with the trained adapter's (eval mode)."""
-    loaded = load_adapter(folder, backbone.shape)
+    loaded = load_adapter(folder, backbone.shape).to(backbone.device)
     if loaded.labels != trained.labels or loaded.task != trained.task:
         raise RuntimeError(f"exported adapter reloads with labels {loaded.labels} / task {loaded.task}, expected "
                            f"{trained.labels} / {trained.task}")
     expected, got = served_logits(backbone, trained, batch), served_logits(backbone, loaded, batch)
     mask = batch["attention_mask"].bool() if expected.dim() == 3 else torch.ones(expected.shape[0], dtype=torch.bool)
-    diff = float((expected - got)[mask].abs().max())
+    diff = float((expected - got).cpu()[mask].abs().max())
     if not diff <= tol:
         raise RuntimeError(f"exported adapter in {folder} does not reproduce the training logits: max |diff| {diff:g}")
     return diff

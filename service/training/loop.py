@@ -75,7 +75,7 @@ def predict(model: TrainModel, data: list, collate: Collate, batch_size: int, pr
         for items in batches:
             logits = model.logits(collate(items), train=False)
             for j, item in enumerate(items):
-                out[order[k]] = logits[j, :len(item)] if logits.dim() == 3 else logits[j]
+                out[order[k]] = (logits[j, :len(item)] if logits.dim() == 3 else logits[j]).float().cpu()
                 k += 1
             bar.update(1)
     return out
@@ -99,7 +99,7 @@ def cache_features(model: TrainModel, data: list, collate: Collate, batch_size: 
             feats = model.features(collate(items))
             for j, item in enumerate(items):
                 f = feats[j, :len(item)] if feats.dim() == 3 else feats[j]
-                out[order[k]] = FeatureItem(f.clone(), item.target)
+                out[order[k]] = FeatureItem(f.cpu().clone(), item.target)
                 k += 1
             bar.update(1)
     return out
@@ -139,12 +139,13 @@ def train(model: TrainModel, train_data: list, val_data: list, collate: Collate,
     stop = False
     for epoch in range(1, cfg.epochs + 1):
         batches = train_batches(train_data, cfg.batch_size, rng)
-        running, seen = 0.0, 0
+        running, seen = 0.0, 0  # seen: steps done in this epoch
         evaluated_at = -1
         with _bar(len(batches), f"epoch {epoch}/{cfg.epochs}", cfg.progress) as bar:
             for items in batches:
                 batch = collate(items)
-                loss = loss_fn(task, model.logits(batch, train=True), batch["target"])
+                logits = model.logits(batch, train=True)
+                loss = loss_fn(task, logits, batch["target"].to(logits.device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.max_grad_norm:
@@ -160,7 +161,7 @@ def train(model: TrainModel, train_data: list, val_data: list, collate: Collate,
                     if do_eval(epoch):
                         stop = True
                         break
-        res.epochs_run = epoch - 1 + (bar.n / max(1, len(batches)))
+        res.epochs_run = epoch - 1 + seen / max(1, len(batches))
         if stop:
             res.stopped_early = True
             break

@@ -68,13 +68,14 @@ def _normal(shape, gen, std=0.02) -> torch.Tensor:
     return torch.randn(shape, generator=gen) * std
 
 
-def _leaf(t: torch.Tensor) -> torch.Tensor:
-    return t.float().contiguous().requires_grad_(True)
-
-
 def build_adapter(spec: Spec, hidden: int, num_layers: int, linear_shapes: dict[str, tuple[int, int]],
-                  has_pooler: bool, seed: int) -> Adapter:
+                  has_pooler: bool, seed: int, device: torch.device | str = "cpu") -> Adapter:
+    """Values drawn on the CPU from `seed` (the same on every device), then leaf tensors on `device`."""
     gen = torch.Generator().manual_seed(seed)
+
+    def _leaf(t: torch.Tensor) -> torch.Tensor:
+        return t.float().to(device).contiguous().requires_grad_(True)
+
     L = len(spec.labels)
     n = spec.n_head_layers
     if spec.kind == "lora":
@@ -137,8 +138,12 @@ class TrainModel:
     def num_trainable(self) -> int:
         return sum(p.numel() for p in self.params)
 
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.backbone.device) for k, v in batch.items()}
+
     def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The head's input: [B, H] (sequence tasks) or [B, T, H] (tagging)."""
+        batch = self.to_device(batch)
         B = batch["input_ids"].shape[0]
         adapters = AdapterBatch.from_row_adapters([self.adapter] * B)
         hidden, pooled = self.backbone.encode(batch["input_ids"], batch["attention_mask"],
@@ -147,7 +152,7 @@ class TrainModel:
 
     def logits(self, batch: dict[str, torch.Tensor], train: bool) -> torch.Tensor:
         if "features" in batch:  # head-only training on cached backbone outputs
-            x = batch["features"]
+            x = batch["features"].to(self.backbone.device)
         elif self.kind == "head":
             with torch.no_grad():
                 x = self.features(batch)

@@ -99,7 +99,7 @@ def _train(args: argparse.Namespace) -> int:
                 head_layers=args.head_layers, dropout=args.dropout)
     shape = backbone.shape
     adapter = build_adapter(spec, shape.hidden_size, shape.num_layers, shape.linear_shapes, shape.has_pooler,
-                            args.seed)
+                            args.seed, backbone.device)
     model = TrainModel(backbone, adapter, args.kind, args.dropout)
     head_params = sum(w.numel() + (0 if b is None else b.numel()) for w, b in adapter.head.layers)
     trainable = model.num_trainable

@@ -51,3 +51,19 @@ def test_plain_folder_is_served_as_one_version(tmp_path):
     info = s.current("plain")
     assert info.sha256 == content_hash(SRC)
     assert s.fetch("plain", info.version) == tmp_path / "plain"
+
+
+def test_published_files_are_world_readable(tmp_path):
+    import os
+    import shutil
+    import stat
+
+    src = tmp_path / "src"
+    shutil.copytree(SRC, src)
+    for p in src.iterdir():
+        p.chmod(0o600)
+    s = open_store(str(tmp_path / "store"))
+    info = s.publish("x", src)
+    root = tmp_path / "store" / "x"
+    for p in [root / "current", root / "versions" / f"{info.version}.json", *s.fetch("x", info.version).iterdir()]:
+        assert stat.S_IMODE(os.stat(p).st_mode) & 0o044 == 0o044, p

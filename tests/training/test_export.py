@@ -99,6 +99,7 @@ def test_adapterhub_files_follow_the_library_layout(tiny_backbone, tmp_path):
         keys = set(f.keys())
     assert "bert.encoder.layer.1.attention.output.adapters.senti.adapter_down.0.weight" in keys
     assert "bert.encoder.layer.0.output.adapters.senti.adapter_up.bias" in keys and len(keys) == 2 * 2 * 4
+    assert all((tmp_path / f).stat().st_mode & 0o044 == 0o044 for f in ("adapter.safetensors", "model_head.safetensors"))
 
 
 def test_peft_files_follow_the_library_layout(tiny_backbone, tmp_path):

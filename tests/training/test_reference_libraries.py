@@ -26,6 +26,7 @@ CASES = [("seq_bn", "classification"), ("double_seq_bn", "multilabel"), ("seq_bn
          ("lora", "classification"), ("lora", "tagging")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,task", CASES)
 def test_reference_library_reproduces_exported_adapter(tiny_backbone, tiny_path, tmp_path, kind, task):
     lib = "peft" if kind == "lora" else "adapters"
