@@ -53,6 +53,7 @@ class Config:
     cold_adapters: int = 5
     cold_bytes: int = 4 * 1024 * 1024
     naive_tasks: list[int] = field(default_factory=lambda: [1, 2, 4])
+    client: str = "raw"  # the load generator's HTTP engine: raw (asyncio streams) or httpx
     server_threads: int = 0  # torch intra-op threads in adapterserve (OMP_NUM_THREADS); 0 = torch's default
     naive_mode: str = "serial"  # serial: one forward at a time; threads: concurrent forwards in FastAPI's pool
     texts: int = 4096
@@ -96,6 +97,8 @@ def make_config(args) -> Config:
         cfg.strategies = args.strategies.split(",")
     if args.naive_mode:
         cfg.naive_mode = args.naive_mode
+    if args.client:
+        cfg.client = args.client
     if args.server_threads:
         cfg.server_threads = args.server_threads
     if args.no_prototype:
@@ -320,7 +323,8 @@ def closed_phases(cfg: Config, server: ServerProcess, strategy: str, texts: list
             reqs = traffic(cfg, texts, n, dist, seed=cfg.seed + n)
             server.sampler.reset()
             res = L.run(L.closed_loop(server.url, reqs, cfg.concurrency, cfg.duration, cfg.warmup,
-                                      server_pid=server.pid, inputs_per_request=cfg.inputs_per_request))
+                                      server_pid=server.pid, inputs_per_request=cfg.inputs_per_request,
+                                      client=cfg.client))
             label = "1 adapter" if n == 1 else f"{n} {dist}"
             records.append(phase_record(label, strategy, n, dist, res, server, cfg))
             done_single = done_single or n == 1
@@ -328,26 +332,29 @@ def closed_phases(cfg: Config, server: ServerProcess, strategy: str, texts: list
         reqs = traffic(cfg, texts, 1, "single", seed=cfg.seed + 1)
         server.sampler.reset()
         res = L.run(L.closed_loop(server.url, reqs, cfg.concurrency, cfg.duration, cfg.warmup,
-                                  server_pid=server.pid, inputs_per_request=cfg.inputs_per_request))
+                                  server_pid=server.pid, inputs_per_request=cfg.inputs_per_request, client=cfg.client))
         records.append(phase_record("1 adapter (again)", strategy, 1, "single", res, server, cfg))
     return records
 
 
-async def cold_loads(url: str, names: list[str], text: str) -> list[dict]:
+async def cold_loads(url: str, names: list[str], text: str, client: str = "raw") -> list[dict]:
     """Per never-loaded adapter: the first request's latency (load + answer), then a warm request's."""
     out = []
-    async with L._client(url, 2, 120.0) as client:
+    conn = L.connection(url, client, 120.0)
+    try:
         for name in names:
             req = L.Request(f"/classify?adapter={name}", json.dumps({"inputs": text}).encode())
             t0 = time.monotonic()
-            s1 = await L._send(client, req)
+            s1 = await conn.send(req)
             cold = time.monotonic() - t0
             t0 = time.monotonic()
-            s2 = await L._send(client, req)
+            s2 = await conn.send(req)
             warm_s = time.monotonic() - t0
             out.append({"name": name, "cold_ms": round(1000 * cold, 2), "warm_ms": round(1000 * warm_s, 2),
                         "status": [s1, s2]})
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.aclose()
     return out
 
 
@@ -362,12 +369,12 @@ def service_suite(cfg: Config, backbone: str, store: Path, batching: str, texts:
             # Idle latency: one request at a time, a small pause between them.
             L.run(warm(server.url, adapter_names(1), texts[0]))
             idle = L.run(L.sequential(server.url, traffic(cfg, texts, 1, "single", cfg.seed), cfg.idle_requests,
-                                      pause_s=0.02))
+                                      pause_s=0.02, client=cfg.client))
             out["idle"] = idle.summary()
             log(f"idle p50 {out['idle']['p50_ms']} ms p99 {out['idle']['p99_ms']} ms")
             if cold_names:
                 before = L.run(_scrape_once(server.url))
-                colds = L.run(cold_loads(server.url, cold_names, texts[1]))
+                colds = L.run(cold_loads(server.url, cold_names, texts[1], cfg.client))
                 after = L.run(_scrape_once(server.url))
                 load_h = histogram(after, "adapterserve_adapter_load_seconds") - \
                     histogram(before, "adapterserve_adapter_load_seconds")
@@ -385,7 +392,8 @@ def service_suite(cfg: Config, backbone: str, store: Path, batching: str, texts:
                 reqs = traffic(cfg, texts, n, peak_rec["dist"] if n > 1 else "single", seed=cfg.seed + 7)
                 server.sampler.reset()
                 res = L.run(L.open_loop(server.url, reqs, peak * frac, cfg.duration, cfg.warmup, seed=cfg.seed,
-                                        server_pid=server.pid, inputs_per_request=cfg.inputs_per_request))
+                                        server_pid=server.pid, inputs_per_request=cfg.inputs_per_request,
+                                        client=cfg.client))
                 rec = phase_record(f"open {frac:.0%} of peak", batching, n, peak_rec["dist"], res, server, cfg)
                 rec["fraction"] = frac
                 out["open"]["phases"].append(rec)
@@ -423,7 +431,8 @@ def naive_suite(cfg: Config, backbone: str, texts: list[str], logs: Path) -> dic
             duration = cfg.duration if last else min(2.0, cfg.duration)
             server.sampler.reset()
             res = L.run(L.closed_loop(server.url, reqs, cfg.concurrency, duration, cfg.warmup if last else 0.5,
-                                      server_pid=server.pid, scrape=False, inputs_per_request=cfg.inputs_per_request))
+                                      server_pid=server.pid, scrape=False, inputs_per_request=cfg.inputs_per_request,
+                                      client=cfg.client))
             mem = server.memory()
             entry = {"tasks": k, "rss_after_load": mem.get("VmRSS", 0), "vm_hwm": mem.get("VmHWM", 0),
                      "ready_after_s": round(server.ready_after_s, 2)}
@@ -476,6 +485,8 @@ def parse_args(argv=None):
     p.add_argument("--max-length", type=int, default=None)
     p.add_argument("--naive-mode", choices=["serial", "threads"], default=None,
                    help="naive server: one forward at a time (default) or concurrent forwards in the thread pool")
+    p.add_argument("--client", choices=["raw", "httpx"], default=None,
+                   help="load generator HTTP engine (default raw: a minimal asyncio HTTP/1.1 client)")
     p.add_argument("--server-threads", type=int, default=None,
                    help="torch intra-op threads for adapterserve (sets OMP_NUM_THREADS in its environment)")
     p.add_argument("--no-prototype", action="store_true", help="skip the in-process prototype measurements")

@@ -74,7 +74,7 @@ class AdapterBatch:
         grouped = x.dim() == 3 and len(lora_segs) >= self.group_min
         if grouped:
             rows = RowGroups([(seg.start, seg.stop) for seg in lora_segs], x.shape[0], x.device)
-            a, b = stack_lora([seg.adapter.lora[key] for seg in lora_segs])
+            a, b = stack_lora([lora_segs[j].adapter.lora[key] for j in rows.owner])
             delta = torch.bmm(torch.bmm(rows.gather(x), a.transpose(1, 2)), b.transpose(1, 2))
             y = y.index_add(0, rows.rows, delta.reshape(rows.k, rows.m, *y.shape[1:])[rows.valid])
 
@@ -136,7 +136,7 @@ class AdapterBatch:
         out = self._per_segment(base, seg_fn)
         for segs in stacked:
             rows = RowGroups([(seg.start, seg.stop) for seg in segs], h.shape[0], h.device)
-            site_w = stack_bottleneck([seg.adapter.bottleneck[key] for seg in segs], h.shape[-1])
+            site_w = stack_bottleneck([segs[j].adapter.bottleneck[key] for j in rows.owner], h.shape[-1])
             block = sublayer_output(rows.gather(h), rows.gather(inp), ln, segs[0].adapter.bottleneck_config, site_w)
             out = rows.scatter(block, out)
         return out

@@ -55,13 +55,22 @@ def stack_lora(sites: list[LoraSite]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class RowGroups:
-    """Gathers the rows of k segments into a padded [k, m, ...] block and scatters results back."""
+    """Gathers the rows of segments into a padded [k, m, ...] block and scatters results back.
+
+    Segments longer than the average are cut into pieces of at most m rows (m = the mean segment
+    length, rounded up), so one hot adapter cannot pad every other adapter's block to its size: the
+    block holds at most about twice the real rows. `owner[j]` is the segment of piece j.
+    """
 
     def __init__(self, spans: list[tuple[int, int]], batch_rows: int, device: torch.device):
-        self.k = len(spans)
-        self.m = max(stop - start for start, stop in spans)
+        total = sum(stop - start for start, stop in spans)
+        self.m = max(1, -(-total // len(spans)))
+        pieces = [(lo, min(lo + self.m, stop), j) for j, (start, stop) in enumerate(spans)
+                  for lo in range(start, stop, self.m)]
+        self.owner = [j for _, _, j in pieces]
+        self.k = len(pieces)
         index = torch.full((self.k, self.m), batch_rows, dtype=torch.long)  # batch_rows = a zero pad row
-        for j, (start, stop) in enumerate(spans):
+        for j, (start, stop, _) in enumerate(pieces):
             index[j, : stop - start] = torch.arange(start, stop)
         valid = index < batch_rows
         self.index = index.to(device)

@@ -213,11 +213,12 @@ class Batcher:
                 self._fail(item, DeadlineExceeded(EXPIRED))
 
     def _take_batch(self) -> list[WorkItem]:
-        """Deficit round robin over adapters; when more than a batch is queued, prefer one length bucket.
+        """Deficit round robin over adapters, then, when more than a batch is queued, length bucketing.
 
-        The oldest request always makes the batch and sets the length bucket (lengths within a factor
-        of two); a first pass takes only rows of that bucket (scanning a few items past each adapter's
-        head), a second pass fills what room is left with anything that fits the token budget.
+        DRR fills a pool of up to POOL batches' worth of rows (each adapter its fair share, FIFO within
+        an adapter). From the pool, the batch is the window of similar lengths (sorted by length) that
+        holds the oldest request and fits the budgets; the rest goes back to the front of its queues, its
+        deficit refunded. With a batch or less queued, the pool is the batch.
         """
         c = self.config
         now = time.monotonic()
@@ -226,23 +227,40 @@ class Batcher:
         self._ring = deque(k for k in self._ring if self._queues[k])
         if not self._ring:
             return []
-        picker = _Picker(c)
+        bucketing = self.queued_rows > c.max_batch_size
+        picker = _Picker(c, pool_rows=c.max_batch_size * (POOL if bucketing else 1), budget=not bucketing)
         oldest_key = min(self._ring, key=lambda k: self._queues[k][0].enqueued)
-        picker.add(self._take(oldest_key, 0))
+        oldest = self._take(oldest_key, 0)
+        picker.add(oldest)
         if c.policy == "per_adapter":
             picker.only = oldest_key
-        if self.queued_rows + picker.rows > c.max_batch_size:
-            self._drr(picker, _bucket(picker.max_len))
-        self._drr(picker, None)
+        self._drr(picker)
+        batch = picker.batch
+        if bucketing:
+            batch = _window(picker.batch, oldest, c)
+            chosen = set(map(id, batch))
+            for item in reversed(picker.batch):  # back to the front of its queue, in FIFO order
+                if id(item) not in chosen:
+                    self._put_back(item)
         for key in list(self._ring):
             if not self._queues[key]:
                 self._ring.remove(key)
                 self._deficit.pop(key, None)
         # Group rows by adapter so each adapter's rows are contiguous (one segment each).
-        picker.batch.sort(key=lambda i: i.key)
-        return picker.batch
+        batch.sort(key=lambda i: i.key)
+        return batch
 
-    def _drr(self, picker: "_Picker", bucket: int | None) -> None:
+    def _put_back(self, item: WorkItem) -> None:
+        q = self._queues[item.key]
+        if not q and item.key not in self._ring:
+            self._ring.append(item.key)
+        q.appendleft(item)
+        self._deficit[item.key] = self._deficit.get(item.key, 0) + item.tokens
+        self.queued_requests += 1
+        self.queued_tokens += item.tokens
+        self.queued_rows += len(item.rows)
+
+    def _drr(self, picker: "_Picker") -> None:
         now = time.monotonic()
         quantum = max(1, self.config.max_batch_tokens // 4)
         progress = True
@@ -255,21 +273,15 @@ class Batcher:
                     continue
                 q = self._queues[key]
                 self._deficit[key] = self._deficit.get(key, 0) + quantum
-                scanned = 0
-                i = 0
-                while i < len(q) and scanned < SCAN and not picker.full:
-                    item = q[i]
-                    scanned += 1
+                while q and not picker.full:
+                    item = q[0]
                     if item.future.done() or item.deadline <= now:
-                        self._fail(self._take(key, i), DeadlineExceeded(EXPIRED))  # dropped before compute
-                        continue
-                    if bucket is not None and _bucket(item.max_len) != bucket:
-                        i += 1
+                        self._fail(self._take(key, 0), DeadlineExceeded(EXPIRED))  # dropped before compute
                         continue
                     if not picker.fits(item) or item.tokens > self._deficit[key]:
                         break
                     self._deficit[key] -= item.tokens
-                    picker.add(self._take(key, i))
+                    picker.add(self._take(key, 0))
                     progress = True
                 if not q:
                     self._deficit[key] = 0
@@ -277,18 +289,40 @@ class Batcher:
                     return
 
 
-SCAN = 32  # how far past an adapter's head the bucketing pass looks
+POOL = 4  # batches' worth of queued rows the length bucketing chooses from
 
 
-def _bucket(length: int) -> int:
-    return max(0, (length - 1).bit_length() - 3)  # 1-8, 9-16, 17-32, 33-64, ...
+def _window(pool: list[WorkItem], oldest: WorkItem, c: BatcherConfig) -> list[WorkItem]:
+    """The run of length-sorted items that holds `oldest` and fits the budgets: the fullest such run,
+    and among those the one spanning the least length (least padding). Ties go to the run that starts
+    earliest in pick order, which keeps DRR's fairness when lengths are alike.
+    """
+    order = sorted(range(len(pool)), key=lambda i: (pool[i].max_len, i))
+    items = [pool[i] for i in order]
+    p = items.index(oldest)
+    best, best_key = [oldest], None
+    for a in range(p, -1, -1):
+        rows, b = 0, a
+        while b < len(items):
+            rows_b = rows + len(items[b].rows)
+            if rows_b > c.max_batch_size or rows_b * items[b].max_len > c.max_batch_tokens and b > a:
+                break
+            rows, b = rows_b, b + 1
+        if b <= p:  # cannot reach the oldest from here; starting further left only gets worse
+            break
+        key = (-rows, items[b - 1].max_len - items[a].max_len, min(order[a:b]))
+        if best_key is None or key < best_key:
+            best, best_key = items[a:b], key
+    return best
 
 
 class _Picker:
     """The batch being assembled and its budget."""
 
-    def __init__(self, config: BatcherConfig):
+    def __init__(self, config: BatcherConfig, pool_rows: int, budget: bool = True):
         self.config = config
+        self.pool_rows = pool_rows
+        self.budget = budget  # False while filling a bucketing pool: the window applies the budget
         self.batch: list[WorkItem] = []
         self.rows = 0
         self.max_len = 0
@@ -296,6 +330,8 @@ class _Picker:
 
     def fits(self, item: WorkItem) -> bool:
         rows = self.rows + len(item.rows)
+        if not self.budget:
+            return rows <= self.pool_rows
         return rows <= self.config.max_batch_size and rows * max(self.max_len, item.max_len) <= \
             self.config.max_batch_tokens
 
@@ -306,4 +342,4 @@ class _Picker:
 
     @property
     def full(self) -> bool:
-        return self.rows >= self.config.max_batch_size
+        return self.rows >= self.pool_rows

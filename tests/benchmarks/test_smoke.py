@@ -131,7 +131,7 @@ def _check_phase(res: L.PhaseResult, mode: str):
     stats = batch_stats(res)
     assert stats["batches"] > 0 and stats["mean_batch"] >= 1
     assert 0 <= stats["padding_ratio"] <= 1 and stats["adapters_per_batch"] >= 1
-    assert abs(sum(share for _, share in stats["batch_dist"]) - 1) < 1e-6
+    assert abs(sum(share for _, share in stats["batch_dist"]) - 1) < 1e-2
     return s, stats
 
 
