@@ -14,7 +14,7 @@ import torch
 from service.engine.runner import pad
 from service.engine.tokenize import tokenize
 
-from .server import machine_busy_seconds
+from .server import cpu_counters
 
 
 @dataclass
@@ -25,6 +25,7 @@ class InprocResult:
     padding_ratio: float  # padded positions / all positions, over every batch
     tokenize_s: float
     others_cpu_cores: float | None = None  # CPU other processes used meanwhile
+    steal_cores: float | None = None  # CPU the hypervisor gave to other guests meanwhile
 
     @property
     def seq_per_s(self) -> float:
@@ -34,7 +35,7 @@ class InprocResult:
         return {"batch_size": self.batch_size, "sequences": self.sequences, "seconds": round(self.seconds, 3),
                 "seq_per_s": round(self.seq_per_s, 2), "padding_ratio": round(self.padding_ratio, 4),
                 "tokenize_share": round(self.tokenize_s / self.seconds, 4) if self.seconds else 0.0,
-                "others_cpu_cores": self.others_cpu_cores}
+                "others_cpu_cores": self.others_cpu_cores, "steal_cores": self.steal_cores}
 
 
 def _sync(backbone) -> None:
@@ -62,7 +63,7 @@ def bare_backbone(backbone, texts: list[str], batch_size: int, duration: float, 
         _sync(backbone)
         n = real = padded = 0
         tok_s = 0.0
-        m0, c0 = machine_busy_seconds(), time.process_time()
+        (m0, st0), c0 = cpu_counters(), time.process_time()
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < duration:
             t1 = time.perf_counter()
@@ -75,5 +76,7 @@ def bare_backbone(backbone, texts: list[str], batch_size: int, duration: float, 
             real += sum(len(r) for r in rows)
             padded += ids.numel()
         seconds = time.perf_counter() - t0
-        others = max(0.0, (machine_busy_seconds() - m0) - (time.process_time() - c0)) / seconds
-    return InprocResult(batch_size, n, seconds, 1 - real / max(1, padded), tok_s, round(others, 3))
+        m1, st1 = cpu_counters()
+        others = max(0.0, (m1 - m0) - (time.process_time() - c0)) / seconds
+    return InprocResult(batch_size, n, seconds, 1 - real / max(1, padded), tok_s, round(others, 3),
+                        round((st1 - st0) / seconds, 3))

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 import httpx
 
-from .server import cpu_seconds, machine_busy_seconds, parse_metrics
+from .server import cpu_counters, cpu_seconds, parse_metrics
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,25 @@ def make_requests(texts: list[str], adapters: list[str], dist: str, n: int, seed
     return out
 
 
+def batch_aligned_rate(done: list[float], start: float, end: float, gap: float = 0.015) -> float | None:
+    """Answers per second between the first and the last batch boundary inside [start, end].
+
+    Answers come in bursts (one per batch); counting the answers inside a fixed window is off by up to one
+    batch (10% with 1 s batches in a 10 s window). A burst ends at an answer followed by a silence longer
+    than `gap`; counting from the end of the first burst in the window to the end of the last one measures
+    whole batches only. None when fewer than half the window lies between such boundaries."""
+    if not done or end <= start:
+        return None
+    d = sorted(done)
+    ends = [d[i] for i in range(len(d) - 1) if d[i + 1] - d[i] > gap]
+    ends = [t for t in ends if start <= t <= end]
+    if len(ends) < 2 or ends[-1] - ends[0] < 0.5 * (end - start):
+        return None
+    t0, t1 = ends[0], ends[-1]
+    n = sum(1 for t in d if t0 < t <= t1)
+    return n / (t1 - t0)
+
+
 def quantile(sorted_xs: list[float], q: float) -> float:
     if not sorted_xs:
         return float("nan")
@@ -162,12 +181,23 @@ class PhaseResult:
     client_cpu_s: float = 0.0
     server_cpu_s: float = 0.0
     machine_cpu_s: float = 0.0  # every process on the machine, busy CPU seconds during the window
+    steal_s: float = 0.0  # CPU seconds the hypervisor gave to other guests during the window
     metrics_before: dict | None = field(default=None, repr=False)
     metrics_after: dict | None = field(default=None, repr=False)
     metrics_interval_s: float = 0.0  # time between the two scrapes (midpoints of their round trips)
 
+    done_times: list[float] = field(default_factory=list, repr=False)
+    window: tuple[float, float] = (0.0, 0.0)
+
     @property
     def rps(self) -> float:
+        aligned = batch_aligned_rate(self.done_times, *self.window)
+        if aligned is not None:
+            return aligned
+        return self.ok / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def window_rps(self) -> float:
         return self.ok / self.duration_s if self.duration_s else 0.0
 
     @property
@@ -181,12 +211,14 @@ class PhaseResult:
         lat = sorted(self.latencies)
         return {"mode": self.mode, "duration_s": round(self.duration_s, 3), "ok": self.ok,
                 "errors": self.errors, "req_per_s": round(self.rps, 2), "seq_per_s": round(self.seq_per_s, 2),
+                "req_per_s_window": round(self.window_rps, 2),
                 "p50_ms": round(1000 * quantile(lat, 0.5), 2), "p95_ms": round(1000 * quantile(lat, 0.95), 2),
                 "p99_ms": round(1000 * quantile(lat, 0.99), 2), "concurrency": self.concurrency,
                 "offered_rps": round(self.offered_rps, 2), "client_cpu_s": round(self.client_cpu_s, 2),
                 "server_cpu_s": round(self.server_cpu_s, 2),
                 "others_cpu_cores": round(max(0.0, self.machine_cpu_s - self.client_cpu_s - self.server_cpu_s)
-                                          / self.duration_s, 3) if self.machine_cpu_s else None}
+                                          / self.duration_s, 3) if self.machine_cpu_s else None,
+                "steal_cores": round(self.steal_s / self.duration_s, 3) if self.duration_s else None}
 
 
 class _Window:
@@ -197,8 +229,11 @@ class _Window:
         self.completed = self.ok = 0
         self.errors: dict[str, int] = {}
         self.latencies: list[float] = []
+        self.done: list[float] = []  # completion times of every 200, in or out of the window
 
     def record(self, sent: float, done: float, status: str) -> None:
+        if status == "200":
+            self.done.append(done)
         if self.start <= done <= self.end:
             self.completed += 1
             if status == "200":
@@ -232,14 +267,14 @@ async def _edges(client, window: _Window, server_pid: int | None, scrape: bool, 
     """At the window's start and end: scrape /metrics and note client/server CPU time."""
     await asyncio.sleep(max(0.0, window.start - time.monotonic()))
     box["cpu0"], box["scpu0"] = time.process_time(), cpu_seconds(server_pid) if server_pid else 0.0
-    box["mcpu0"] = machine_busy_seconds()
+    box["mcpu0"], box["steal0"] = cpu_counters()
     if scrape:
         t = time.monotonic()
         box["before"] = await _scrape(client)
         box["t0"] = (t + time.monotonic()) / 2
     await asyncio.sleep(max(0.0, window.end - time.monotonic()))
     box["cpu1"], box["scpu1"] = time.process_time(), cpu_seconds(server_pid) if server_pid else 0.0
-    box["mcpu1"] = machine_busy_seconds()
+    box["mcpu1"], box["steal1"] = cpu_counters()
     if scrape:
         t = time.monotonic()
         box["after"] = await _scrape(client)
@@ -276,9 +311,10 @@ async def closed_loop(url: str, requests: list[Request], concurrency: int, durat
     return PhaseResult("closed", duration, window.completed, window.ok, window.errors, window.latencies,
                        concurrency=concurrency, inputs_per_request=inputs_per_request,
                        client_cpu_s=box["cpu1"] - box["cpu0"], server_cpu_s=box["scpu1"] - box["scpu0"],
-                       machine_cpu_s=box["mcpu1"] - box["mcpu0"],
+                       machine_cpu_s=box["mcpu1"] - box["mcpu0"], steal_s=box["steal1"] - box["steal0"],
                        metrics_before=box.get("before"), metrics_after=box.get("after"),
-                       metrics_interval_s=box.get("t1", 0.0) - box.get("t0", 0.0))
+                       metrics_interval_s=box.get("t1", 0.0) - box.get("t0", 0.0),
+                       done_times=window.done, window=(window.start, window.end))
 
 
 async def open_loop(url: str, requests: list[Request], rate: float, duration: float, warmup: float = 2.0,
@@ -322,7 +358,7 @@ async def open_loop(url: str, requests: list[Request], rate: float, duration: fl
     return PhaseResult("open", duration, window.completed, window.ok, window.errors, window.latencies,
                        offered_rps=rate, inputs_per_request=inputs_per_request, concurrency=len(opened),
                        client_cpu_s=box["cpu1"] - box["cpu0"], server_cpu_s=box["scpu1"] - box["scpu0"],
-                       machine_cpu_s=box["mcpu1"] - box["mcpu0"],
+                       machine_cpu_s=box["mcpu1"] - box["mcpu0"], steal_s=box["steal1"] - box["steal0"],
                        metrics_before=box.get("before"), metrics_after=box.get("after"),
                        metrics_interval_s=box.get("t1", 0.0) - box.get("t0", 0.0))
 

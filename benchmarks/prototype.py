@@ -38,7 +38,7 @@ from service.engine.tokenize import tokenize
 
 from .adapters import AdapterSpec, write_adapter
 from .load import zipf_weights
-from .server import machine_busy_seconds
+from .server import cpu_counters
 
 NO_GROUPING = 10**9
 
@@ -161,7 +161,7 @@ def _interleaved(cases: dict, budget_s: float, rounds_multiple: int = 1) -> tupl
     real = dict.fromkeys(cases, 0)
     padded = dict.fromkeys(cases, 0)
     t_start, i = time.perf_counter(), 0
-    m0, c0 = machine_busy_seconds(), time.process_time()
+    (m0, st0), c0 = cpu_counters(), time.process_time()
     while time.perf_counter() - t_start < budget_s or i == 0 or i % rounds_multiple:
         for name, (fn, batches) in cases.items():
             b = batches[i % len(batches)]
@@ -173,8 +173,9 @@ def _interleaved(cases: dict, budget_s: float, rounds_multiple: int = 1) -> tupl
             padded[name] += len(b[0]) * max(len(r) for r in b[0])
         i += 1
     wall = time.perf_counter() - t_start
-    others = max(0.0, (machine_busy_seconds() - m0) - (time.process_time() - c0)) / wall
-    return {k: (rows[k] / secs[k], 1 - real[k] / max(1, padded[k])) for k in cases}, others
+    m1, st1 = cpu_counters()
+    others = max(0.0, (m1 - m0) - (time.process_time() - c0)) / wall
+    return {k: (rows[k] / secs[k], 1 - real[k] / max(1, padded[k])) for k in cases}, (others, (st1 - st0) / wall)
 
 
 def load_adapters(n: int, spec: AdapterSpec, backbone) -> list:
@@ -190,21 +191,22 @@ def load_adapters(n: int, spec: AdapterSpec, backbone) -> list:
     return out
 
 
-def run_prototypes(backbone, texts: list[str], spec: AdapterSpec, cfg, seconds: float = 60.0) -> dict:
+def run_prototypes(backbone, texts: list[str], spec: AdapterSpec, cfg, seconds: float = 40.0) -> dict:
     """All cases interleaved batch by batch for about `seconds` in all."""
     bs = cfg.max_batch_size
     n_adapters = 64 if cfg.device == "cpu" else 100
+    n_most = max(cfg.adapter_counts)
     rows = tokenize(backbone.tokenizer, texts, None, backbone.info.max_length, True)
-    adapters = load_adapters(n_adapters, spec, backbone)
+    adapters = load_adapters(max(n_adapters, n_most), spec, backbone)
     window = 4 * bs
     n_batches = max(4, min(len(rows) // bs // 4 * 4, 16))
     arrival = [rows[k * bs:(k + 1) * bs] for k in range(n_batches)]
     rng = random.Random(cfg.seed)
     zipf = zipf_weights(n_adapters, cfg.zipf_s)
 
-    def assign(batch, dist):
+    def assign(batch, dist, n=n_adapters):
         if dist == "uniform":
-            chosen = [rng.randrange(n_adapters) for _ in batch]
+            chosen = [rng.randrange(n) for _ in batch]
         else:
             chosen = rng.choices(range(n_adapters), weights=zipf, k=len(batch))
         order = sorted(range(len(batch)), key=lambda j: chosen[j])  # grouped by adapter, as the batcher sorts
@@ -243,6 +245,12 @@ def run_prototypes(backbone, texts: list[str], spec: AdapterSpec, cfg, seconds: 
         cases[f"{n_adapters} adapters {dist}: loop"] = (with_plan(AdapterBatch, NO_GROUPING), batches)
         cases[f"{n_adapters} adapters {dist}: stacked (service default)"] = (with_plan(AdapterBatch), batches)
         cases[f"{n_adapters} adapters {dist}: row-wise (prototype)"] = (with_plan(RowwiseAdapterBatch), batches)
+    most = None
+    if n_most > n_adapters:
+        most = [assign(b, "uniform", n_most) for b in arrival]
+        cases[f"{n_most} adapters uniform: loop"] = (with_plan(AdapterBatch, NO_GROUPING), most)
+        cases[f"{n_most} adapters uniform: stacked (service default)"] = (with_plan(AdapterBatch), most)
+        cases[f"{n_most} adapters uniform: row-wise (prototype)"] = (with_plan(RowwiseAdapterBatch), most)
     bb = bucketed()
     if bb:
         cases[f"1 adapter, bucketed by length within {window} rows"] = \
@@ -256,11 +264,14 @@ def run_prototypes(backbone, texts: list[str], spec: AdapterSpec, cfg, seconds: 
         for cls in (AdapterBatch, RowwiseAdapterBatch):
             got = logits(backbone, batch[0], batch[1], _plan(cls, batch[1]))
             max_diff = max(max_diff, max(float((a - b).abs().max()) for a, b in zip(ref, got)))
-    measured, others = _interleaved(cases, seconds, rounds_multiple=window // bs)
-    segs = {d: sum(len(set(map(id, b[1]))) for b in batches) / len(batches) for d, batches in
-            (("uniform", uni), ("Zipf", zpf))}
+    measured, (others, steal) = _interleaved(cases, seconds, rounds_multiple=window // bs)
+    segs = {f"{n_adapters} {d}": sum(len(set(map(id, b[1]))) for b in batches) / len(batches)
+            for d, batches in (("uniform", uni), ("Zipf", zpf))}
+    if most:
+        segs[f"{n_most} uniform"] = sum(len(set(map(id, b[1]))) for b in most) / len(most)
     return {"batch_size": bs, "adapters": n_adapters, "seconds": seconds, "max_abs_diff": max_diff,
-            "matches": max_diff <= tol, "others_cpu_cores": round(others, 3), "segments_per_batch": segs,
+            "matches": max_diff <= tol, "others_cpu_cores": round(others, 3), "steal_cores": round(steal, 3),
+            "segments_per_batch": segs,
             "cases": {k: {"rows_per_s": round(v[0], 2), "padding": round(v[1], 4)} for k, v in measured.items()}}
 
 
@@ -271,7 +282,7 @@ def render_prototypes(p: dict) -> list[str]:
              f"batches for {p['seconds']:g} s in all (so drift hits them alike). Distinct adapters per batch: "
              f"{segs}. Logits of the stacked and row-wise paths vs the loop: max |diff| {p['max_abs_diff']:.1e} "
              f"({'match' if p['matches'] else 'MISMATCH'}). Other processes used {p.get('others_cpu_cores', 0):.2f} "
-             "cores meanwhile.", "",
+             f"cores meanwhile (hypervisor steal {p.get('steal_cores') or 0:.2f}).", "",
              "| case | rows/s | vs 1 adapter | padding |", "|---|---:|---:|---:|"]
     for name, c in p["cases"].items():
         rel = f"{c['rows_per_s'] / base:.3f}x" if base else "-"

@@ -39,9 +39,10 @@ class Config:
     adapter_counts: list[int] = field(default_factory=lambda: [1, 8, 64, 512])
     dists: list[str] = field(default_factory=lambda: ["uniform", "zipf"])
     zipf_s: float = 1.1
-    duration: float = 12.0
-    warmup: float = 3.0
-    concurrency: int = 128
+    duration: float = 14.0
+    warmup: float = 4.0
+    concurrency: int = 256  # 4 batches: deep enough for the batcher's length bucketing (it picks from 4 batches)
+    extra_concurrency: list[int] = field(default_factory=lambda: [128])  # one more 1-adapter phase each (mixed)
     inputs_per_request: int = 1
     max_batch_size: int = 64
     max_batch_tokens: int = 16384
@@ -54,6 +55,7 @@ class Config:
     cold_bytes: int = 4 * 1024 * 1024
     naive_tasks: list[int] = field(default_factory=lambda: [1, 2, 4])
     client: str = "raw"  # the load generator's HTTP engine: raw (asyncio streams) or httpx
+    switch_interval: float = 0.0  # > 0: sys.setswitchinterval in adapterserve (via benchmarks.serve)
     server_threads: int = 0  # torch intra-op threads in adapterserve (OMP_NUM_THREADS); 0 = torch's default
     naive_mode: str = "serial"  # serial: one forward at a time; threads: concurrent forwards in FastAPI's pool
     texts: int = 4096
@@ -72,6 +74,7 @@ def make_config(args) -> Config:
         cfg.open_loop_adapters = 100
         cfg.inputs_per_request = 32
         cfg.concurrency = 64
+        cfg.extra_concurrency = [16]
         cfg.max_batch_size = 512
         cfg.max_batch_tokens = 65536
         cfg.naive_tasks = [1, 2, 4]
@@ -86,6 +89,7 @@ def make_config(args) -> Config:
         cfg.idle_requests = 30
         cfg.cold_adapters = 2
         cfg.naive_tasks = [1, 2]
+        cfg.extra_concurrency = []
         cfg.prototype = False
     for name in ("duration", "warmup", "concurrency", "inputs_per_request", "max_batch_size", "max_length"):
         v = getattr(args, name, None)
@@ -99,6 +103,10 @@ def make_config(args) -> Config:
         cfg.naive_mode = args.naive_mode
     if args.client:
         cfg.client = args.client
+    if args.open_fractions is not None:
+        cfg.open_loop_fractions = [float(x) for x in args.open_fractions.split(",") if x.strip()]
+    if args.switch_interval:
+        cfg.switch_interval = args.switch_interval
     if args.server_threads:
         cfg.server_threads = args.server_threads
     if args.no_prototype:
@@ -152,10 +160,11 @@ def other_heavy_processes() -> list[str]:
     try:
         import psutil
 
-        me = os.getpid()
+        me = psutil.Process()
+        mine = {me.pid} | {p.pid for p in me.parents()} | {p.pid for p in me.children(recursive=True)}
         for p in psutil.process_iter(["pid", "cmdline"]):
             cmd = " ".join(p.info.get("cmdline") or [])
-            if p.info["pid"] != me and ("service.training" in cmd or " train " in f" {cmd} "
+            if p.info["pid"] not in mine and ("service.training" in cmd or " train " in f" {cmd} "
                                         or "benchmarks.run" in cmd) and "grep" not in cmd:
                 out.append(f"{p.info['pid']}: {cmd[:120]}")
     except Exception:
@@ -298,6 +307,8 @@ def service_server(cfg: Config, backbone: str, store: Path, batching: str, logs:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(cfg.server_threads)
     args = ["-m", "service.cli", "serve", "--port", str(port), "--store", str(store), "--backbone", backbone,
             "--device", cfg.device]
+    if cfg.switch_interval:
+        args = ["-m", "benchmarks.serve", "--switch-interval", str(cfg.switch_interval), "--"] + args[2:]
     return ServerProcess(args, env, port, logs / f"server-{batching}.log", name=f"adapterserve ({batching})")
 
 
@@ -313,27 +324,35 @@ def traffic(cfg: Config, texts: list[str], n: int, dist: str, seed: int) -> list
 
 
 def closed_phases(cfg: Config, server: ServerProcess, strategy: str, texts: list[str]) -> list[dict]:
+    """1 adapter, then for each larger count its traffic mixes followed by 1 adapter again: every multi-adapter
+    phase sits between two single-adapter phases, and its ratio uses their mean (drift cancels)."""
     records = []
-    done_single = False
-    for n in cfg.adapter_counts:
+
+    def phase(n: int, dist: str, label: str, concurrency: int = cfg.concurrency) -> None:
+        reqs = traffic(cfg, texts, n, dist, seed=cfg.seed + n)
+        server.sampler.reset()
+        res = L.run(L.closed_loop(server.url, reqs, concurrency, cfg.duration, cfg.warmup,
+                                  server_pid=server.pid, inputs_per_request=cfg.inputs_per_request,
+                                  client=cfg.client))
+        records.append(phase_record(label, strategy, n, dist, res, server, cfg))
+
+    def warm_up(n: int) -> None:
         statuses = L.run(warm(server.url, adapter_names(n), texts[0]))
         if set(statuses) != {"200"}:
             raise RuntimeError(f"warming {n} adapters on {strategy}: statuses {statuses}\n{server.tail()}")
-        for dist in (["single"] if n == 1 else cfg.dists):
-            reqs = traffic(cfg, texts, n, dist, seed=cfg.seed + n)
-            server.sampler.reset()
-            res = L.run(L.closed_loop(server.url, reqs, cfg.concurrency, cfg.duration, cfg.warmup,
-                                      server_pid=server.pid, inputs_per_request=cfg.inputs_per_request,
-                                      client=cfg.client))
-            label = "1 adapter" if n == 1 else f"{n} {dist}"
-            records.append(phase_record(label, strategy, n, dist, res, server, cfg))
-            done_single = done_single or n == 1
-    if done_single and not cfg.quick:  # the single-adapter phase again, last: drift check, averaged in ratios
-        reqs = traffic(cfg, texts, 1, "single", seed=cfg.seed + 1)
-        server.sampler.reset()
-        res = L.run(L.closed_loop(server.url, reqs, cfg.concurrency, cfg.duration, cfg.warmup,
-                                  server_pid=server.pid, inputs_per_request=cfg.inputs_per_request, client=cfg.client))
-        records.append(phase_record("1 adapter (again)", strategy, 1, "single", res, server, cfg))
+
+    warm_up(1)
+    phase(1, "single", "1 adapter")
+    if strategy == "mixed":
+        for c in cfg.extra_concurrency:  # a shallower queue: what length bucketing adds
+            phase(1, "single", f"1 adapter, C={c}", concurrency=c)
+    for n in cfg.adapter_counts:
+        if n == 1:
+            continue
+        warm_up(n)
+        for dist in cfg.dists:
+            phase(n, dist, f"{n} {dist}")
+        phase(1, "single", f"1 adapter (after {n})")
     return records
 
 
@@ -487,6 +506,10 @@ def parse_args(argv=None):
                    help="naive server: one forward at a time (default) or concurrent forwards in the thread pool")
     p.add_argument("--client", choices=["raw", "httpx"], default=None,
                    help="load generator HTTP engine (default raw: a minimal asyncio HTTP/1.1 client)")
+    p.add_argument("--open-fractions", default=None,
+                   help="open-loop rates as fractions of the peak, comma-separated (default 0.25,0.5,0.75; '' = none)")
+    p.add_argument("--switch-interval", type=float, default=None,
+                   help="run adapterserve with this sys.setswitchinterval (an experiment; default CPython's 5 ms)")
     p.add_argument("--server-threads", type=int, default=None,
                    help="torch intra-op threads for adapterserve (sets OMP_NUM_THREADS in its environment)")
     p.add_argument("--no-prototype", action="store_true", help="skip the in-process prototype measurements")
@@ -552,12 +575,12 @@ def main(argv=None) -> int:
                 results[strategy] = service_suite(cfg, backbone, store, strategy, texts, logs,
                                                   cold_names if strategy == "mixed" else [],
                                                   results["adapters"]["cold_bytes"])
+            if strategy == "mixed" and "bare" in cfg.strategies:  # the ceiling again, right after
+                b = bare_suite(cfg, backbone, texts)
+                b.pop("backbone")
+                results["bare_end"] = b
         if "naive" in cfg.strategies:
             results["naive"] = naive_suite(cfg, backbone, texts, logs)
-        if "bare" in cfg.strategies and not cfg.quick:
-            b = bare_suite(cfg, backbone, texts)
-            b.pop("backbone")
-            results["bare_end"] = b
     machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     results["wall_s"] = round(time.time() - started, 1)
     from .report import render, summary_table

@@ -53,15 +53,21 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds all processes have spent busy since boot (/proc/stat; 0 where it does not exist)."""
+def cpu_counters() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot, from /proc/stat (0s where it does not
+    exist). busy excludes idle, iowait and steal; steal is time the hypervisor gave to other guests."""
     try:
         fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
         vals = [int(x) for x in fields[:8]]
-        busy = sum(vals) - vals[3] - vals[4]  # minus idle and iowait
-        return busy / os.sysconf("SC_CLK_TCK")
+        hz = os.sysconf("SC_CLK_TCK")
+        busy = sum(vals) - vals[3] - vals[4] - vals[7]
+        return busy / hz, vals[7] / hz
     except (OSError, ValueError, IndexError):
-        return 0.0
+        return 0.0, 0.0
+
+
+def machine_busy_seconds() -> float:
+    return cpu_counters()[0]
 
 
 class RssSampler:

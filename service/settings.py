@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     max_queue_tokens: int = Field(1_000_000, ge=1)
     request_timeout_s: float = Field(30.0, gt=0)
     batching: Literal["mixed", "per_adapter"] = "mixed"
+    split_overhead_tokens: int = Field(-1, ge=-1, description="padding (in tokens) worth another backbone pass "
+                                       "when a batch is cut into sub-batches of similar length; -1 = auto "
+                                       "(16 on CPU; 0 = never split, the CUDA default)")
 
     # adapter cache
     preload: Annotated[list[str], NoDecode] = Field(default_factory=list)

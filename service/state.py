@@ -59,7 +59,10 @@ def build_state(settings: Settings, backbone: Backbone | None = None, store: Ada
 
     config = BatcherConfig(settings.max_batch_size, settings.max_batch_tokens, settings.max_wait_ms,
                            settings.max_queue_requests, settings.max_queue_tokens, settings.batching)
-    batcher = Batcher(lambda items: run_items(backbone, items, on_stats), config, on_batch)
+    split = settings.split_overhead_tokens
+    if split < 0:
+        split = 16 if backbone.device.type == "cpu" else 0
+    batcher = Batcher(lambda items: run_items(backbone, items, on_stats, split), config, on_batch)
     router = Router(backbone, cache, batcher, max_batch_size=settings.max_batch_size,
                     request_timeout_s=settings.request_timeout_s, on_tokenize=metrics.tokenize.observe)
     return AppState(settings, backbone, store, cache, batcher, router, metrics)

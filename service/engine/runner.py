@@ -7,6 +7,7 @@ embeddings for rows without an adapter).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -72,19 +73,45 @@ def run_rows(backbone: Backbone, rows: list[Encoded], row_adapters: list[Adapter
     return out, stats
 
 
-def run_items(backbone: Backbone, items, on_stats=None) -> list[list[torch.Tensor]]:
-    """The batcher's runner: flatten work items into rows, run them, and split results back per item."""
-    rows, adapters, tagging = [], [], []
-    for item in items:
-        rows.extend(item.rows)
-        adapters.extend([item.adapter] * len(item.rows))
-        tagging.extend([item.tagging] * len(item.rows))
-    import time
+def split_by_length(lengths: list[int], overhead_tokens: int) -> list[tuple[int, int]]:
+    """Cut length-sorted rows into runs: a run closes when growing it would pad more tokens than
+    running another sub-batch costs (`overhead_tokens`, the fixed cost of one backbone pass)."""
+    runs, start = [], 0
+    for j in range(1, len(lengths)):
+        if (lengths[j] - lengths[j - 1]) * (j - start) > overhead_tokens:
+            runs.append((start, j))
+            start = j
+    runs.append((start, len(lengths)))
+    return runs
 
-    started = time.monotonic()
-    out, stats = run_rows(backbone, rows, adapters, tagging)
-    if on_stats is not None:
-        on_stats(stats, time.monotonic() - started)
+
+def run_items(backbone: Backbone, items, on_stats=None, split_overhead_tokens: int = 0) -> list[list[torch.Tensor]]:
+    """The batcher's runner: flatten work items into rows, run them, and split results back per item.
+
+    Rows are sorted by length and, where the padding saved is worth another backbone pass, run as
+    several sub-batches of similar length (on a CPU a pass costs little beyond its tokens, so this
+    cuts the padding of a mixed-length batch; on a GPU `split_overhead_tokens` is large and it rarely
+    splits). Within a sub-batch rows are grouped by adapter, one segment each.
+    """
+    rows, adapters, tagging, keys = [], [], [], []
+    for item in items:
+        n = len(item.rows)
+        rows.extend(item.rows)
+        adapters.extend([item.adapter] * n)
+        tagging.extend([item.tagging] * n)
+        keys.extend([item.key] * n)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    runs = split_by_length([len(rows[i]) for i in order], split_overhead_tokens) if split_overhead_tokens \
+        else [(0, len(order))]
+    out: list[torch.Tensor] = [None] * len(rows)  # type: ignore[list-item]
+    for start, stop in runs:
+        idx = sorted(order[start:stop], key=lambda i: keys[i])
+        started = time.monotonic()
+        part, stats = run_rows(backbone, [rows[i] for i in idx], [adapters[i] for i in idx], [tagging[i] for i in idx])
+        if on_stats is not None:
+            on_stats(stats, time.monotonic() - started)
+        for i, result in zip(idx, part):
+            out[i] = result
     results, i = [], 0
     for item in items:
         results.append(out[i:i + len(item.rows)])

@@ -1,0 +1,43 @@
+"""The runner: sub-batches of similar length give the same results as one padded batch."""
+
+import asyncio
+import time
+
+import torch
+
+from service.engine.batcher import WorkItem
+from service.engine.runner import run_items, split_by_length
+from service.engine.tokenize import tokenize
+from service.formats import load_adapter
+
+from ..conftest import GOLDEN, backbone_for
+
+
+def test_split_by_length():
+    assert split_by_length([5, 5, 6, 40, 41], 8) == [(0, 3), (3, 5)]
+    assert split_by_length([5, 5, 6, 40, 41], 10**6) == [(0, 5)]
+    assert split_by_length([7], 0) == [(0, 1)]
+    runs = split_by_length(list(range(1, 50)), 0)
+    assert runs == [(i, i + 1) for i in range(49)]
+
+
+def test_split_runs_match_one_batch():
+    bb = backbone_for("tiny-bert")
+    loop = asyncio.new_event_loop()
+    try:
+        a = load_adapter(GOLDEN / "ah_seq_bn" / "adapter", bb.shape)
+        t = load_adapter(GOLDEN / "ah_tagging" / "adapter", bb.shape)
+        texts = ["x", "a much longer text " * 6, "mid sized text here", "y z", "another long one " * 5]
+        items = []
+        for k, (key, adapter, tagging) in enumerate([("a", a, False), ("t", t, True), ("", None, False)]):
+            rows = tokenize(bb.tokenizer, texts[k:] + texts[:k], None, 128, True)
+            items.append(WorkItem(key, adapter, rows, tagging, time.monotonic() + 9, loop.create_future()))
+        stats = []
+        whole = run_items(bb, items)
+        split = run_items(bb, items, lambda s, sec: stats.append(s), split_overhead_tokens=1)
+        assert len(stats) > 1  # really cut into several passes
+        for w_item, s_item in zip(whole, split):
+            for w, s in zip(w_item, s_item):
+                assert w.shape == s.shape and torch.allclose(w, s, atol=1e-5)
+    finally:
+        loop.close()
