@@ -80,14 +80,20 @@ class RawConnection:
         return status[1].decode()
 
     async def send(self, req: Request) -> str:
-        try:
-            return await asyncio.wait_for(self._exchange(req.wire), self.timeout)
-        except asyncio.TimeoutError:
-            self.close()
-            return "timeout"
-        except (OSError, asyncio.IncompleteReadError, ValueError) as e:
-            self.close()
-            return type(e).__name__
+        for attempt in (0, 1):
+            reused = self._w is not None
+            try:
+                return await asyncio.wait_for(self._exchange(req.wire), self.timeout)
+            except asyncio.TimeoutError:
+                self.close()
+                return "timeout"
+            except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+                self.close()
+                # A keep-alive connection the server closed while idle (uvicorn: after 5 s): send again on a
+                # new one, as HTTP clients do. A fresh connection's failure is reported.
+                if not (reused and attempt == 0 and isinstance(e, (ConnectionError, asyncio.IncompleteReadError))):
+                    return type(e).__name__
+        return "unreachable"
 
     def close(self) -> None:
         if self._w is not None:

@@ -301,6 +301,38 @@ def _memory_table(results: dict) -> list[str]:
     return rows
 
 
+def findings(results: dict) -> list[str]:
+    """Facts the tables support, computed from this run's figures."""
+    out = []
+    mixed = _phases(results, "mixed")
+    main_c = results["config"]["concurrency"]
+    deep = [r for r in mixed if _single(results, r)]
+    for r in mixed:
+        if r["adapters"] == 1 and r.get("concurrency") != main_c and deep:
+            d = {k: _mean_of(deep, k) for k in ("seq_per_s", "padding_ratio", "rows_per_inference_s")}
+            out.append(f"Length bucketing needs a queue: with {r['concurrency']} requests in flight (at most one batch "
+                       f"queued behind the running one) batches are cut in arrival order, padding "
+                       f"{r.get('padding_ratio', 0):.0%}, {_f(r['seq_per_s'])} seq/s; with {main_c} the batcher "
+                       f"picks similar lengths from 4 batches' worth, padding {d['padding_ratio']:.0%}, "
+                       f"{_f(d['seq_per_s'])} seq/s ({d['seq_per_s'] / r['seq_per_s']:.2f}x).")
+    one = _proto(results, "1 adapter")
+    if one and deep:
+        srv = _mean_of(deep, "rows_per_inference_s")
+        pad = _mean_of(deep, "padding_ratio")
+        buck = _proto(results, "1 adapter, bucketed")
+        if buck:
+            out.append(f"The forward pass is slower inside the server than alone: in-process, bucketed 1-adapter "
+                       f"batches (padding {buck['padding']:.0%}) run at {buck['rows_per_s']:.1f} rows/s; in the "
+                       f"server (padding {pad:.0%}) the worker computes {srv:.1f} rows per busy second "
+                       f"({srv / buck['rows_per_s']:.2f}x), because the event loop, tokenization and the load "
+                       "generator take CPU from the 2 cores the forward pass would use.")
+    for n in sorted({r["adapters"] for r in mixed if r["adapters"] > 1}):
+        line = _proto_line(results, n, "uniform")
+        if line:
+            out.append(line.strip())
+    return out
+
+
 def contention(results: dict, threshold: float = 0.15) -> list[str]:
     """Phases during which other processes used more than `threshold` cores."""
     out = []
@@ -358,9 +390,16 @@ def render(results: dict) -> str:
                                      cache=max(1024, 2 * max(cfg["adapter_counts"])),
                                      ml=f", MAX_LENGTH={cfg['max_length']}" if cfg["max_length"] else "")
             + ". The naive server is `python -m benchmarks.naive`.",
-            f"- Load: async httpx in the benchmark process. Closed loop: {cfg['concurrency']} workers, each sends its "
-            f"next request as soon as the last is answered; {cfg['warmup']:g} s warm-up then {cfg['duration']:g} s "
-            "measured per phase. Open loop: Poisson arrivals at a fixed rate, latency from the scheduled send time. "
+            f"- Load: asyncio in the benchmark process, one keep-alive HTTP/1.1 connection per worker "
+            + ("(a minimal client on asyncio streams: httpx cost about 2 ms of CPU per request on this 2-core machine "
+               "and its shared pool collapsed at 128 connections, so the load generator would have competed with "
+               "the server; `--client httpx` runs it with httpx). " if cfg.get("client", "raw") == "raw" else
+               "(httpx). ")
+            + f"Closed loop: {cfg['concurrency']} workers, each sends its next request as soon as the last is "
+            f"answered; {cfg['warmup']:g} s warm-up, then {cfg['duration']:g} s measured per phase; throughput counts "
+            "whole batches (from the end of the first burst of answers in the window to the end of the last). "
+            "Every multi-adapter phase sits between two single-adapter phases and its ratio uses their mean, so "
+            "drift cancels. Open loop: Poisson arrivals at a fixed rate, latency from the scheduled send time. "
             "Every adapter of a phase is loaded (one request each) before it starts. Batch statistics come from the "
             "server's /metrics histograms scraped at the window's edges; peak RSS is sampled every 0.25 s.",
             ""]
@@ -373,6 +412,9 @@ def render(results: dict) -> str:
         out += ["", "### Why a target falls short (or was not run)", ""]
         for t in shorts:
             out.append(f"- **{t['target']}** ({t['status']}): {t['why']}")
+    fs = findings(results)
+    if fs:
+        out += ["", "### Findings", ""] + [f"- {f}" for f in fs]
     out += ["", "## Throughput and latency (closed loop)", "",
             "`seq/s` = texts answered per second. `worker busy` = share of the window the inference thread spent in "
             "batches; `rows per busy s` = rows per second of that time (the compute-only rate, comparable with the "

@@ -19,9 +19,16 @@ from .heads import apply_head, head_input
 from .lora import lora_delta
 from .model import Adapter
 
-# From how many adapters at one site the stacked (gathered) path beats a loop over segments. Measured in
-# benchmarks (docs/benchmarks.md); both paths give the same results (tests/adapters/test_batch.py).
-GROUP_MIN = 4
+# From how many adapters at one site the stacked (gathered) path beats a loop over segments. On a GPU the
+# loop's small kernel launches dominate, so stack from 4; on a CPU, where the loop's ops cost little more
+# than their arithmetic, the stacked path's gather/scatter measured slower (docs/benchmarks.md,
+# Prototypes), so the CPU never stacks. Both paths give the same results (tests/adapters/test_batch.py).
+GROUP_MIN_CUDA = 4
+GROUP_MIN_CPU = 10**9
+
+
+def default_group_min(device_type: str) -> int:
+    return GROUP_MIN_CUDA if device_type == "cuda" else GROUP_MIN_CPU
 
 LN_SITES = {"mh": "attention.output.LayerNorm", "output": "output.LayerNorm"}
 
@@ -36,7 +43,7 @@ class Segment:
 class AdapterBatch:
     def __init__(self, segments: list[Segment], group_min: int | None = None):
         self.segments = segments
-        self.group_min = GROUP_MIN if group_min is None else group_min
+        self.group_min = group_min if group_min is not None else GROUP_MIN_CPU
         self._linear_sites = {k for s in segments if s.adapter for k in (*s.adapter.lora, *s.adapter.bias)}
         self._bn_sites = {k for s in segments if s.adapter for k in s.adapter.bottleneck}
 

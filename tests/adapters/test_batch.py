@@ -35,7 +35,7 @@ def _batch(bb):
 def test_mixed_batch_equals_one_by_one(group_min, monkeypatch):
     import service.adapters.batch as batch_mod
 
-    monkeypatch.setattr(batch_mod, "GROUP_MIN", group_min)
+    monkeypatch.setattr(batch_mod, "GROUP_MIN_CPU", group_min)
     bb = backbone_for("tiny-bert")
     rows, row_adapters, tagging = _batch(bb)
     mixed, stats = run_rows(bb, rows, row_adapters, tagging)
@@ -47,8 +47,10 @@ def test_mixed_batch_equals_one_by_one(group_min, monkeypatch):
 
 
 def test_stacked_path_is_really_taken(monkeypatch):
+    import service.adapters.batch as batch_mod
     import service.adapters.grouped as grouped
 
+    monkeypatch.setattr(batch_mod, "GROUP_MIN_CPU", batch_mod.GROUP_MIN_CUDA)  # as on a GPU
     calls = []
     original = grouped.RowGroups.__init__
 

@@ -147,12 +147,20 @@ def test_closed_open_and_idle_phases_against_the_app(inprocess_server):
     _check_phase(opened, "open")
     idle = L.run(L.sequential(inprocess_server, reqs, 5, warmup=1))
     assert idle.ok == 5 and len(idle.latencies) == 5
+    via_httpx = L.run(L.closed_loop(inprocess_server, reqs, concurrency=2, duration=0.5, warmup=0.2, client="httpx"))
+    assert via_httpx.ok > 0 and via_httpx.errors == {}
+
+
+def test_batch_aligned_rate_counts_whole_batches():
+    done = [k * 1.0 + j * 0.0003 for k in range(1, 20) for j in range(64)]  # a batch of 64 every second
+    assert L.batch_aligned_rate(done, 3.0, 13.0) == pytest.approx(64.0)
+    assert L.batch_aligned_rate([1.0, 2.0], 0.0, 10.0) is None  # too few boundaries: the caller counts instead
 
 
 def test_report_renders_from_a_minimal_result():
     phase = {"label": "1 adapter", "strategy": "mixed", "adapters": 1, "dist": "single", "mode": "closed",
              "duration_s": 1.0, "ok": 10, "errors": {}, "req_per_s": 10.0, "seq_per_s": 10.0, "p50_ms": 5.0,
-             "p95_ms": 6.0, "p99_ms": 7.0, "concurrency": 4, "mean_batch": 2.0, "batch_dist": [[2.0, 1.0]],
+             "p95_ms": 6.0, "p99_ms": 7.0, "concurrency": Config().concurrency, "mean_batch": 2.0, "batch_dist": [[2.0, 1.0]],
              "padding_ratio": 0.1, "adapters_per_batch": 1.0, "inference_busy": 0.5, "rows_per_inference_s": 20.0,
              "ms_per_batch": 3.0, "rss_peak": 100 * 1024**2}
     many = dict(phase, label="64 uniform", adapters=64, dist="uniform", seq_per_s=9.0, req_per_s=9.0)
