@@ -570,7 +570,7 @@ def main(argv=None) -> int:
             results["prototype"] = run_prototypes(bare_model, texts, spec, cfg)
         if bare_model is not None:
             del bare_model
-        for strategy in ("mixed", "per_adapter"):
+        for strategy in [x for x in cfg.strategies if x in ("mixed", "per_adapter")]:
             if strategy in cfg.strategies:
                 results[strategy] = service_suite(cfg, backbone, store, strategy, texts, logs,
                                                   cold_names if strategy == "mixed" else [],

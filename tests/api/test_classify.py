@@ -18,13 +18,17 @@ def test_classify_single_string_answers_one_ranked_list(client):
     assert r.headers["x-request-id"]
 
 
-def test_classify_matches_golden_logits_through_http(client):
-    exp = json.loads((GOLDEN / "ah_seq_bn" / "expected.json").read_text())
-    r = client.post("/classify?adapter=sentiment", json={"inputs": exp["texts"], "raw_scores": True})
+def _assert_golden_through_http(client, adapter: str, case: str):
+    exp = json.loads((GOLDEN / case / "expected.json").read_text())
+    r = client.post(f"/classify?adapter={adapter}", json={"inputs": exp["texts"], "raw_scores": True})
     assert r.status_code == 200, r.text
     for got, want in zip(r.json(), exp["logits_batched"]):
         by_label = {x["label"]: x["score"] for x in got}
         assert torch.allclose(torch.tensor([by_label[l] for l in exp["labels"]]), torch.tensor(want), atol=1e-4)
+
+
+def test_classify_matches_golden_logits_through_http(client):
+    _assert_golden_through_http(client, "sentiment", "ah_seq_bn")
 
 
 def test_top_k_and_multilabel_sigmoid(client):
@@ -36,12 +40,7 @@ def test_top_k_and_multilabel_sigmoid(client):
 
 
 def test_text_pairs(client):
-    exp = json.loads((GOLDEN / "ah_text_pair" / "expected.json").read_text())
-    r = client.post("/classify?adapter=pairs", json={"inputs": exp["texts"], "raw_scores": True})
-    assert r.status_code == 200, r.text
-    for got, want in zip(r.json(), exp["logits_batched"]):
-        by_label = {x["label"]: x["score"] for x in got}
-        assert torch.allclose(torch.tensor([by_label[l] for l in exp["labels"]]), torch.tensor(want), atol=1e-4)
+    _assert_golden_through_http(client, "pairs", "ah_text_pair")
 
 
 def test_lora_adapter(client):
