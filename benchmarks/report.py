@@ -134,8 +134,13 @@ def targets(results: dict) -> list[dict]:
     return out
 
 
+def _busy(x) -> str:
+    """The worker's busy share; sums of whole passes over a window edge can exceed 100% by a little."""
+    return "-" if x is None else f"{min(1.0, x):.0%}"
+
+
 def _busy_rate(r: dict) -> str:
-    return (f"worker busy {r.get('inference_busy', 0):.0%}, {_f(r.get('rows_per_inference_s'))} rows per "
+    return (f"worker busy {_busy(r.get('inference_busy', 0))}, {_f(r.get('rows_per_inference_s'))} rows per "
             f"busy second, {_f(r.get('ms_per_batch'))} ms per batch of {_f(r.get('mean_batch'))} rows, padding "
             f"{r.get('padding_ratio', 0):.0%}")
 
@@ -153,8 +158,10 @@ def _proto_line(results: dict, n: int, dist: str) -> str:
     if not one or not all(c for _, c in cases):
         return ""
     rel = ", ".join(f"{w} {c['rows_per_s'] / one['rows_per_s']:.3f}x" for w, c in cases)
-    return (f" In-process, on the same batches without HTTP (see Prototypes), {n} {label} adapters reach: {rel} of "
-            "the 1-adapter rate; the row-wise prototype removes the stacked path's gather/scatter and padded block.")
+    return (f" In-process, on 64-row batches of the same texts without HTTP (see Prototypes), {n} {label} adapters "
+            f"reach: {rel} of the 1-adapter rate (the row-wise prototype drops the stacked path's gather, scatter and "
+            "padded block). The server's passes are smaller (see the batch columns), so each pass carries the "
+            "per-adapter fixed costs over fewer rows.")
 
 
 def _mean_of(recs: list[dict], key: str) -> float:
@@ -186,9 +193,10 @@ def why_bare(results, s1) -> str:
     bare = results.get("bare", {})
     comp = s["rows_per_inference_s"] / bare_rate(results) if bare_rate(results) else 0
     one = _proto(results, "1 adapter")
-    extra = (f" In-process, the 1-adapter path runs at {one['rows_per_s']:.1f} rows/s on arrival-order batches, so "
-             "adapter and head cost little; the served compute rate is lower because the forward shares the 2 cores "
-             "with the server's event loop (HTTP, JSON, tokenization) and with the load generator.") if one else ""
+    extra = (f" In-process, the 1-adapter path (adapter and head included) runs at {one['rows_per_s']:.1f} rows/s "
+             "on arrival-order batches of the same texts, about the bare rate: the adapter costs little, the gap is "
+             "in serving (the forward shares the 2 cores with the event loop, tokenization and the load "
+             "generator).") if one else ""
     return (f"served (mean of the single-adapter phases): {_busy_rate(s)}; server CPU {s['server_cpu_cores']:.2f} "
             f"cores, load generator {s['client_cpu_share']:.2f} cores. Bare: padding {bare.get('padding_ratio', 0):.0%} "
             f"(arrival order), tokenization {bare.get('tokenize_share', 0):.0%} of its time. Compute-rate ratio "
@@ -232,8 +240,8 @@ def why_gpu(results, r) -> str:
 def _throughput_table(results: dict) -> list[str]:
     rows = ["| strategy | adapters | traffic | C | req/s | seq/s | p50 ms | p95 ms | p99 ms | mean batch | "
             "batch sizes | padding | adapters/batch | worker busy | rows per busy s | server CPU (cores) | "
-            "client CPU (cores) | other processes (cores) | peak RSS | errors |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+            "client CPU (cores) | other processes (cores) | steal (cores) | peak RSS | errors |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     bare = results.get("bare")
     for key in ("bare", "bare_end"):
         b = results.get(key)
@@ -241,7 +249,8 @@ def _throughput_table(results: dict) -> list[str]:
             rows.append(f"| bare backbone in-process{' (after the mixed server)' if key == 'bare_end' else ''} | - | "
                         f"same texts, batches of {b['batch_size']} | - | - | **{_f(b['seq_per_s'])}** | - | - | - | "
                         f"{b['batch_size']} | all {b['batch_size']} | {b['padding_ratio']:.0%} | - | 100% | "
-                        f"{_f(b['seq_per_s'])} | - | - | {_f(b.get('others_cpu_cores'), 2)} | - | - |")
+                        f"{_f(b['seq_per_s'])} | - | - | {_f(b.get('others_cpu_cores'), 2)} | "
+                        f"{_f(b.get('steal_cores'), 2)} | - | - |")
     names = {"naive": "naive (HF pipeline per task)", "per_adapter": "adapterserve, per-adapter batches",
              "mixed": "adapterserve, mixed batches"}
     for strategy in ("naive", "per_adapter", "mixed"):
@@ -252,9 +261,10 @@ def _throughput_table(results: dict) -> list[str]:
                 f"{_f(r['p99_ms'], 0)} | {_f(r.get('mean_batch'))} | {_dist(r)} | "
                 f"{'-' if 'padding_ratio' not in r else format(r['padding_ratio'], '.0%')} | "
                 f"{_f(r.get('adapters_per_batch'))} | "
-                f"{'-' if 'inference_busy' not in r else format(r['inference_busy'], '.0%')} | "
+                f"{_busy(r.get('inference_busy'))} | "
                 f"{_f(r.get('rows_per_inference_s'))} | {_f(r.get('server_cpu_cores'), 2)} | "
-                f"{_f(r.get('client_cpu_share'), 2)} | {_f(r.get('others_cpu_cores'), 2)} | {_mb(r.get('rss_peak'))} | "
+                f"{_f(r.get('client_cpu_share'), 2)} | {_f(r.get('others_cpu_cores'), 2)} | "
+                f"{_f(r.get('steal_cores'), 2)} | {_mb(r.get('rss_peak'))} | "
                 f"{sum(r['errors'].values()) if r['errors'] else 0} |")
     del bare
     return rows
@@ -273,7 +283,7 @@ def _open_table(results: dict) -> list[str]:
         rows.append(f"| {_f(r['offered_rps'])} | {r['fraction']:.0%} | {_f(r['req_per_s'])} | {_f(r['p50_ms'])} | "
                     f"{_f(r['p95_ms'])} | {_f(r['p99_ms'])} | {_f(r.get('mean_batch'))} | {_f(r.get('ms_per_batch'))} "
                     f"| {_f(r.get('queue_wait_ms'))} | {r.get('padding_ratio', 0):.0%} | "
-                    f"{r.get('inference_busy', 0):.0%} |")
+                    f"{_busy(r.get('inference_busy', 0))} |")
     return rows
 
 
@@ -284,8 +294,11 @@ def _memory_table(results: dict) -> list[str]:
             "|---:|---:|---:|---|"]
     measured = {m["tasks"]: m["vm_hwm"] for m in naive.get("memory", [])}
     ours: dict[int, int] = {}
-    for r in _phases(results, "mixed"):
-        ours[r["adapters"]] = max(ours.get(r["adapters"], 0), r.get("rss_peak", 0))
+    for r in _phases(results, "mixed"):  # phases run in increasing adapter counts; later 1-adapter phases
+        n = r["adapters"]                # run with every adapter of the phases before still loaded
+        if n == 1 and n in ours:
+            continue
+        ours[n] = max(ours.get(n, 0), r.get("rss_peak", 0))
     counts = sorted(set(ours) | set(measured))
     for n in counts:
         if n in measured:
@@ -302,30 +315,41 @@ def _memory_table(results: dict) -> list[str]:
 
 
 def findings(results: dict) -> list[str]:
-    """Facts the tables support, computed from this run's figures."""
+    """Facts the tables support, computed from this run's figures (descriptive: no cause is inferred here)."""
     out = []
     mixed = _phases(results, "mixed")
     main_c = results["config"]["concurrency"]
     deep = [r for r in mixed if _single(results, r)]
     for r in mixed:
         if r["adapters"] == 1 and r.get("concurrency") != main_c and deep:
-            d = {k: _mean_of(deep, k) for k in ("seq_per_s", "padding_ratio", "rows_per_inference_s")}
-            out.append(f"Length bucketing needs a queue: with {r['concurrency']} requests in flight (at most one batch "
-                       f"queued behind the running one) batches are cut in arrival order, padding "
-                       f"{r.get('padding_ratio', 0):.0%}, {_f(r['seq_per_s'])} seq/s; with {main_c} the batcher "
-                       f"picks similar lengths from 4 batches' worth, padding {d['padding_ratio']:.0%}, "
-                       f"{_f(d['seq_per_s'])} seq/s ({d['seq_per_s'] / r['seq_per_s']:.2f}x).")
-    one = _proto(results, "1 adapter")
-    if one and deep:
-        srv = _mean_of(deep, "rows_per_inference_s")
-        pad = _mean_of(deep, "padding_ratio")
-        buck = _proto(results, "1 adapter, bucketed")
-        if buck:
-            out.append(f"The forward pass is slower inside the server than alone: in-process, bucketed 1-adapter "
-                       f"batches (padding {buck['padding']:.0%}) run at {buck['rows_per_s']:.1f} rows/s; in the "
-                       f"server (padding {pad:.0%}) the worker computes {srv:.1f} rows per busy second "
-                       f"({srv / buck['rows_per_s']:.2f}x), because the event loop, tokenization and the load "
-                       "generator take CPU from the 2 cores the forward pass would use.")
+            d = {k: _mean_of(deep, k) for k in ("seq_per_s", "padding_ratio", "mean_batch")}
+            out.append(f"Queue depth: 1 adapter with {r['concurrency']} requests in flight: {_f(r['seq_per_s'])} seq/s, "
+                       f"{_f(r.get('mean_batch'))} rows per pass, padding {r.get('padding_ratio', 0):.0%}; with "
+                       f"{main_c} in flight (the batcher can pick similar lengths from up to 4 batches' worth): "
+                       f"{_f(d['seq_per_s'])} seq/s, {_f(d['mean_batch'])} rows per pass, padding "
+                       f"{d['padding_ratio']:.0%}.")
+    if deep:
+        one, buck = _proto(results, "1 adapter"), _proto(results, "1 adapter, bucketed")
+        line = (f"Per backbone pass, the server computes {_mean_of(deep, 'rows_per_inference_s'):.1f} rows per busy "
+                f"second on passes of {_mean_of(deep, 'mean_batch'):.1f} rows at "
+                f"{_mean_of(deep, 'padding_ratio'):.0%} padding (1 adapter; the batch-size and padding columns "
+                "count the passes the runner makes, after it cuts a batch into sub-batches of similar length).")
+        if one and buck:
+            line += (f" In-process, the same 1-adapter path on 64-row batches computes {one['rows_per_s']:.1f} "
+                     f"rows/s in arrival order ({one['padding']:.0%} padding) and {buck['rows_per_s']:.1f} rows/s "
+                     f"bucketed by length ({buck['padding']:.0%}).")
+        out.append(line)
+    cpu = {}
+    for strategy in ("mixed", "per_adapter"):
+        singles = [r for r in _phases(results, strategy) if _single(results, r)]
+        if singles:
+            cpu[strategy] = (_mean_of(singles, "server_cpu_cores"), _mean_of(singles, "seq_per_s"),
+                             _mean_of(singles, "steal_cores"))
+    if len(cpu) == 2:
+        (mc, ms, mst), (pc, ps, pst) = cpu["mixed"], cpu["per_adapter"]
+        out.append(f"Same single-adapter traffic, two server processes: the mixed-batching server used {mc:.2f} "
+                   f"cores for {ms:.1f} seq/s (hypervisor steal {mst:.2f}), the per-adapter one {pc:.2f} cores for "
+                   f"{ps:.1f} seq/s (steal {pst:.2f}); with one adapter both take the same code path.")
     for n in sorted({r["adapters"] for r in mixed if r["adapters"] > 1}):
         line = _proto_line(results, n, "uniform")
         if line:
@@ -416,9 +440,12 @@ def render(results: dict) -> str:
     if fs:
         out += ["", "### Findings", ""] + [f"- {f}" for f in fs]
     out += ["", "## Throughput and latency (closed loop)", "",
-            "`seq/s` = texts answered per second. `worker busy` = share of the window the inference thread spent in "
-            "batches; `rows per busy s` = rows per second of that time (the compute-only rate, comparable with the "
-            "bare backbone). `batch sizes` = share of batches per size bucket.", ""]
+            "`seq/s` = texts answered per second. `C` = requests in flight. The batch columns come from the server's "
+            "/metrics and count backbone passes (the runner may cut a batch into sub-batches of similar length): "
+            "`batch sizes` = share of passes per size bucket; `worker busy` = share of the window the inference "
+            "thread spent in passes; `rows per busy s` = rows per second of that time (the compute-only rate). "
+            "`server CPU` / `client CPU` = CPU used by the server process / the load generator; `other processes` "
+            "and `steal` (CPU the hypervisor gave other guests) = what else took the machine meanwhile.", ""]
     out += _throughput_table(results)
     out += ["", "## Latency under open-loop load (mixed batches)", ""] + _open_table(results)
     mixed = results.get("mixed") or {}
@@ -452,8 +479,8 @@ def render(results: dict) -> str:
                 "tokenizer, inputs of exactly 128 tokens (tweets joined and truncated), 32 texts per request, "
                 "batches of up to 512 rows (MAX_BATCH_TOKENS 65536), float16, and 1/8/100/512 adapters (the "
                 "target is the 100-adapter mixed row):", "",
-                "    make .venv/.installed   # or any venv with a CUDA build of torch",
-                "    HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.run --device cuda --backbone-shape bert-base "
+                "    # in a venv with a CUDA build of torch and `pip install -e .[bench]` (the Makefile pins a CPU build)",
+                "    HF_HUB_OFFLINE=1 python -m benchmarks.run --device cuda --backbone-shape bert-base "
                 "--out docs/benchmarks-gpu.md --json /tmp/bench-gpu.json", ""]
     out += ["", "## Reading the figures", "",
             "- The bare backbone is the ceiling: tokenize, pad, encode, batch after batch on one thread; no HTTP, "
@@ -461,5 +488,9 @@ def render(results: dict) -> str:
             "- Per-adapter batches hold one adapter's rows only; mixed batches take rows of every adapter "
             "(deficit round robin) and apply each adapter's bottleneck to its own rows inside one backbone pass.",
             "- The naive server holds one full BertForSequenceClassification per task and runs one forward per "
-            "request in FastAPI's thread pool.", ""]
+            + ("request (one at a time, behind a lock, each with all of torch's threads)." if cfg.get("naive_mode", "serial")
+               == "serial" else "request, concurrently in FastAPI's thread pool."),
+            "- Each phase is one sample of a few seconds on a shared virtual machine (see the steal column): a "
+            "phase can move by several percent between runs. Compare ratios within one run; the bracketing of "
+            "every multi-adapter phase by single-adapter phases is there for that.", ""]
     return "\n".join(out)

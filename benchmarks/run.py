@@ -489,6 +489,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="docs/benchmarks.md", help="markdown report path")
     p.add_argument("--json", default=None, help="also write every figure as JSON here")
+    p.add_argument("--render", default=None, metavar="JSON",
+                   help="measure nothing: write --out from a JSON file an earlier run saved with --json")
     p.add_argument("--quick", action="store_true", help="a smoke run: short phases, fewer adapters")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--backbone", default=None, help="backbone folder (default: the embedded all-MiniLM-L6-v2)")
@@ -521,6 +523,12 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.render:
+        from .report import render
+
+        Path(args.out).write_text(render(json.loads(Path(args.render).read_text())))
+        log(f"wrote {args.out} from {args.render}")
+        return 0
     cfg = make_config(args)
     command = "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])
     machine = machine_info(cfg.device)
