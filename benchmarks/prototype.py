@@ -28,10 +28,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from service.adapters.activations import get_activation
 from service.adapters.batch import LN_SITES, AdapterBatch, Segment
+from service.adapters.bottleneck import sublayer_output
+from service.adapters.model import BottleneckSite
 from service.adapters.heads import apply_head, head_input
 from service.engine.runner import pad
 from service.engine.tokenize import tokenize
@@ -77,9 +78,9 @@ class RowwiseAdapterBatch(AdapterBatch):
                 idx = self._row_seg.to(sites[0].down_weight.device)
                 dt = sites[0].down_weight.dtype
                 group = (torch.stack([x.down_weight for x in sites]).index_select(0, idx),  # [B, r, H]
-                         torch.stack([x.down_bias for x in sites]).index_select(0, idx)[:, None, :],
+                         torch.stack([x.down_bias for x in sites]).index_select(0, idx),  # [B, r]
                          torch.stack([x.up_weight for x in sites]).index_select(0, idx),  # [B, H, r]
-                         torch.stack([x.up_bias for x in sites]).index_select(0, idx)[:, None, :],
+                         torch.stack([x.up_bias for x in sites]).index_select(0, idx),  # [B, H]
                          torch.tensor([float(x.scaling) for x in sites], dtype=dt, device=idx.device)
                          .index_select(0, idx)[:, None, None],
                          cfgs.pop())
@@ -93,26 +94,9 @@ class RowwiseAdapterBatch(AdapterBatch):
         if group is None:
             return super().sublayer(h, inp, norm, layer, site)
         dw, db, uw, ub, scale, cfg = group
-        H = h.shape[-1]
-
-        def layer_norm(t):
-            return F.layer_norm(t, (H,), norm.weight, norm.bias, norm.eps)
-
-        # service/adapters/bottleneck.sublayer_output, whole batch at once, the two linears per row
-        residual = h if cfg.residual_before_ln is True else None
-        if cfg.original_ln_before:
-            h = h + inp
-            if cfg.residual_before_ln == "post_add":
-                residual = h
-            h = layer_norm(h)
-        if not cfg.residual_before_ln:
-            residual = h
-        down = get_activation(cfg.non_linearity)(torch.baddbmm(db, h, dw.transpose(1, 2)))
-        out = torch.baddbmm(ub, down, uw.transpose(1, 2)) * scale
-        out = out + residual
-        if cfg.original_ln_after:
-            out = layer_norm(out + inp)
-        return out
+        # The service's own sub-layer math, with one weight set per row (3-d weights take the bmm path).
+        site = BottleneckSite(dw, db, uw, ub, scale)
+        return sublayer_output(h, inp, (norm.weight, norm.bias, norm.eps), cfg, site)
 
     def heads(self, hidden, pooled):
         heads = [s.adapter.head for s in self.segments] if self._rowwise else []
