@@ -1,23 +1,18 @@
-"""In-process measurements of the mixed-batch adapter paths (and a prototype), on the same texts as the HTTP phases.
+"""In-process measurements of the mixed-batch paths, on the same texts as the HTTP phases.
 
 Cases, all through the same `Backbone.encode` on pre-tokenized batches (no HTTP, no tokenization):
 
 - bare encode: the backbone alone.
-- 1 adapter: service.engine.runner.run_rows with every row on one adapter.
-- N adapters, uniform or Zipf row assignment, three ways:
-  - `loop`: service.adapters.batch.AdapterBatch with group_min = infinity (one small call chain per adapter
-    per site);
-  - `stacked`: the service's default AdapterBatch (GROUP_MIN): segments gathered into a padded
-    [k, m*T, H] block (service/adapters/grouped.py RowGroups), the whole bottleneck computed there,
-    scattered back;
-  - `row-wise` (prototype, `RowwiseAdapterBatch` below): the sub-layer's LayerNorms, residuals and
-    activation run once over the whole [B, T, H] batch as in the pretrained model (they do not depend on
-    the adapter), and only the two small matmuls use per-row gathered weights ([B, r, H], one bmm each);
-    no activation gather or scatter, no padded block, nothing computed twice.
+- 1 adapter: service.engine.runner's path with every row on one adapter.
+- N adapters, uniform or Zipf row assignment, two ways:
+  - `loop`: service.adapters.batch.AdapterBatch with group_min = infinity (a few small ops per adapter per
+    site);
+  - `row-wise` (the service default): each row gets its adapter's weights stacked into [rows, out, in]
+    tensors (service/adapters/grouped.py), a handful of bmm calls per site whatever the number of adapters.
 - 1 adapter, bucketed: the same rows cut into batches after sorting each window of 4 batches by length
   (what the batcher's length bucketing can reach when enough is queued).
 
-Every case's logits are checked against the service's per-segment loop.
+Every case's logits are checked against the per-segment loop.
 """
 
 from __future__ import annotations
@@ -29,11 +24,7 @@ from pathlib import Path
 
 import torch
 
-from service.adapters.activations import get_activation
-from service.adapters.batch import LN_SITES, AdapterBatch, Segment
-from service.adapters.bottleneck import sublayer_output
-from service.adapters.model import BottleneckSite
-from service.adapters.heads import apply_head, head_input
+from service.adapters.batch import AdapterBatch, default_group_min
 from service.engine.runner import pad
 from service.engine.tokenize import tokenize
 
@@ -44,80 +35,8 @@ from .server import cpu_counters
 NO_GROUPING = 10**9
 
 
-def _plan(cls, row_adapters, group_min=None):
-    base = AdapterBatch.from_row_adapters(row_adapters)
-    try:
-        return cls(base.segments, group_min)
-    except TypeError:  # an AdapterBatch without group_min
-        return cls(base.segments)
-
-
-class RowwiseAdapterBatch(AdapterBatch):
-    """Bottleneck sites with per-row gathered weights; everything row-independent runs once on the batch."""
-
-    def __init__(self, segments: list[Segment], group_min: int | None = None):
-        try:
-            super().__init__(segments, group_min)
-        except TypeError:
-            super().__init__(segments)
-        self._rowwise = len(segments) >= 2 and all(s.adapter is not None for s in segments)
-        self._cache: dict = {}
-        if self._rowwise:
-            sizes = torch.tensor([s.stop - s.start for s in segments])
-            self._row_seg = torch.repeat_interleave(torch.arange(len(segments)), sizes)
-
-    def _site(self, key):
-        if key not in self._cache:
-            group = None
-            sites = [s.adapter.bottleneck.get(key) for s in self.segments]
-            cfgs = {s.adapter.bottleneck_config for s in self.segments}
-            if (all(x is not None for x in sites) and len(cfgs) == 1
-                    and len({tuple(x.down_weight.shape) for x in sites}) == 1
-                    and all(x.norm_before is None and x.norm_after is None
-                            and not isinstance(x.scaling, torch.Tensor) for x in sites)):
-                idx = self._row_seg.to(sites[0].down_weight.device)
-                dt = sites[0].down_weight.dtype
-                group = (torch.stack([x.down_weight for x in sites]).index_select(0, idx),  # [B, r, H]
-                         torch.stack([x.down_bias for x in sites]).index_select(0, idx),  # [B, r]
-                         torch.stack([x.up_weight for x in sites]).index_select(0, idx),  # [B, H, r]
-                         torch.stack([x.up_bias for x in sites]).index_select(0, idx),  # [B, H]
-                         torch.tensor([float(x.scaling) for x in sites], dtype=dt, device=idx.device)
-                         .index_select(0, idx)[:, None, None],
-                         cfgs.pop())
-            self._cache[key] = group
-        return self._cache[key]
-
-    def sublayer(self, h, inp, norm, layer, site):
-        key = (layer, site)
-        group = self._site(key) if (self._rowwise and key in self._bn_sites
-                                    and (layer, LN_SITES[site]) not in self._linear_sites) else None
-        if group is None:
-            return super().sublayer(h, inp, norm, layer, site)
-        dw, db, uw, ub, scale, cfg = group
-        # The service's own sub-layer math, with one weight set per row (3-d weights take the bmm path).
-        site = BottleneckSite(dw, db, uw, ub, scale)
-        return sublayer_output(h, inp, (norm.weight, norm.bias, norm.eps), cfg, site)
-
-    def heads(self, hidden, pooled):
-        heads = [s.adapter.head for s in self.segments] if self._rowwise else []
-        same = (heads and len({(h.pooling, h.activation, len(h.layers)) for h in heads}) == 1
-                and heads[0].pooling != "tokens"
-                and all(len({tuple(h.layers[i][0].shape) for h in heads}) == 1
-                        and all(h.layers[i][1] is not None for h in heads) for i in range(len(heads[0].layers))))
-        if not same:
-            return super().heads(hidden, pooled)
-        x = head_input(heads[0], hidden, pooled)[:, None, :]  # [B, 1, H]
-        idx = self._row_seg.to(x.device)
-        act = get_activation(heads[0].activation)
-        last = len(heads[0].layers) - 1
-        for i in range(last + 1):
-            w = torch.stack([h.layers[i][0] for h in heads]).index_select(0, idx)
-            b = torch.stack([h.layers[i][1] for h in heads]).index_select(0, idx)[:, None, :]
-            x = torch.baddbmm(b, x, w.transpose(1, 2))
-            if i < last:
-                x = act(x)
-        x = x[:, 0]
-        return [x[s.start:s.stop] for s in self.segments]
+def _plan(row_adapters, group_min=None):
+    return AdapterBatch.from_row_adapters(row_adapters, group_min)
 
 
 def logits(backbone, rows, row_adapters, plan) -> list[torch.Tensor]:
@@ -214,9 +133,11 @@ def run_prototypes(backbone, texts: list[str], spec: AdapterSpec, cfg, seconds: 
             backbone.encode(*pad(item[0], pad_id, backbone.device))
         sync()
 
-    def with_plan(cls, group_min=None):
+    service_min = default_group_min(backbone.device.type)
+
+    def with_plan(group_min=service_min):
         def fn(item):
-            logits(backbone, item[0], item[1], _plan(cls, item[1], group_min))
+            logits(backbone, item[0], item[1], _plan(item[1], group_min))
             sync()
         return fn
 
@@ -224,29 +145,27 @@ def run_prototypes(backbone, texts: list[str], spec: AdapterSpec, cfg, seconds: 
     uni = [assign(b, "uniform") for b in arrival]
     zpf = [assign(b, "zipf") for b in arrival]
     cases = {"bare encode (no adapter, no head)": (bare, [(b, None) for b in arrival]),
-             "1 adapter": (with_plan(AdapterBatch), one)}
+             "1 adapter": (with_plan(), one)}
     for dist, batches in (("uniform", uni), ("Zipf", zpf)):
-        cases[f"{n_adapters} adapters {dist}: loop"] = (with_plan(AdapterBatch, NO_GROUPING), batches)
-        cases[f"{n_adapters} adapters {dist}: stacked (service default)"] = (with_plan(AdapterBatch), batches)
-        cases[f"{n_adapters} adapters {dist}: row-wise (prototype)"] = (with_plan(RowwiseAdapterBatch), batches)
+        cases[f"{n_adapters} adapters {dist}: loop"] = (with_plan(NO_GROUPING), batches)
+        cases[f"{n_adapters} adapters {dist}: row-wise (service default)"] = (with_plan(), batches)
     most = None
     if n_most > n_adapters:
         most = [assign(b, "uniform", n_most) for b in arrival]
-        cases[f"{n_most} adapters uniform: loop"] = (with_plan(AdapterBatch, NO_GROUPING), most)
-        cases[f"{n_most} adapters uniform: stacked (service default)"] = (with_plan(AdapterBatch), most)
-        cases[f"{n_most} adapters uniform: row-wise (prototype)"] = (with_plan(RowwiseAdapterBatch), most)
+        cases[f"{n_most} adapters uniform: loop"] = (with_plan(NO_GROUPING), most)
+        cases[f"{n_most} adapters uniform: row-wise (service default)"] = (with_plan(), most)
     bb = bucketed()
     if bb:
         cases[f"1 adapter, bucketed by length within {window} rows"] = \
-            (with_plan(AdapterBatch), [(b, [adapters[0]] * len(b)) for b in bb])
+            (with_plan(), [(b, [adapters[0]] * len(b)) for b in bb])
 
     # every path must give the per-segment loop's logits
     tol = 1e-4 if backbone.dtype == torch.float32 else 3e-2
     max_diff = 0.0
     for batch in (uni[0], zpf[0]):
-        ref = logits(backbone, batch[0], batch[1], _plan(AdapterBatch, batch[1], NO_GROUPING))
-        for cls in (AdapterBatch, RowwiseAdapterBatch):
-            got = logits(backbone, batch[0], batch[1], _plan(cls, batch[1]))
+        ref = logits(backbone, batch[0], batch[1], _plan(batch[1], NO_GROUPING))
+        for group_min in (service_min, 1):
+            got = logits(backbone, batch[0], batch[1], _plan(batch[1], group_min))
             max_diff = max(max_diff, max(float((a - b).abs().max()) for a, b in zip(ref, got)))
     measured, (others, steal) = _interleaved(cases, seconds, rounds_multiple=window // bs)
     segs = {f"{n_adapters} {d}": sum(len(set(map(id, b[1]))) for b in batches) / len(batches)
@@ -264,7 +183,7 @@ def render_prototypes(p: dict) -> list[str]:
     segs = ", ".join(f"{d} {n:.1f}" for d, n in p.get("segments_per_batch", {}).items())
     lines = [f"Batches of {p['batch_size']} pre-tokenized rows; the cases take turns batch by batch over the same "
              f"batches for {p['seconds']:g} s in all (so drift hits them alike). Distinct adapters per batch: "
-             f"{segs}. Logits of the stacked and row-wise paths vs the loop: max |diff| {p['max_abs_diff']:.1e} "
+             f"{segs}. Logits of the row-wise path vs the loop: max |diff| {p['max_abs_diff']:.1e} "
              f"({'match' if p['matches'] else 'MISMATCH'}). Other processes used {p.get('others_cpu_cores', 0):.2f} "
              f"cores meanwhile (hypervisor steal {p.get('steal_cores') or 0:.2f}).", "",
              "| case | rows/s | vs 1 adapter | padding |", "|---|---:|---:|---:|"]

@@ -135,12 +135,12 @@ def targets(results: dict) -> list[dict]:
 
 
 def _busy(x) -> str:
-    """The worker's busy share; sums of whole passes over a window edge can exceed 100% by a little."""
-    return "-" if x is None else f"{min(1.0, x):.0%}"
+    """Pass-seconds per second: how many inference workers were computing, on average (2 workers: up to 2)."""
+    return "-" if x is None else f"{x:.2f}"
 
 
 def _busy_rate(r: dict) -> str:
-    return (f"worker busy {_busy(r.get('inference_busy', 0))}, {_f(r.get('rows_per_inference_s'))} rows per "
+    return (f"workers busy {_busy(r.get('inference_busy', 0))}, {_f(r.get('rows_per_inference_s'))} rows per "
             f"busy second, {_f(r.get('ms_per_batch'))} ms per batch of {_f(r.get('mean_batch'))} rows, padding "
             f"{r.get('padding_ratio', 0):.0%}")
 
@@ -151,17 +151,15 @@ def _proto(results: dict, name_start: str) -> dict | None:
 
 
 def _proto_line(results: dict, n: int, dist: str) -> str:
-    """The in-process figures for n adapters (loop, stacked, row-wise) relative to 1 adapter, if measured."""
+    """The in-process figures for n adapters (loop, row-wise) relative to 1 adapter, if measured."""
     one = _proto(results, "1 adapter")
     label = "Zipf" if dist == "zipf" else "uniform"
-    cases = [(w, _proto(results, f"{n} adapters {label}: {w}")) for w in ("loop", "stacked", "row-wise")]
+    cases = [(w, _proto(results, f"{n} adapters {label}: {w}")) for w in ("loop", "row-wise")]
     if not one or not all(c for _, c in cases):
         return ""
     rel = ", ".join(f"{w} {c['rows_per_s'] / one['rows_per_s']:.3f}x" for w, c in cases)
-    return (f" In-process, on 64-row batches of the same texts without HTTP (see Prototypes), {n} {label} adapters "
-            f"reach: {rel} of the 1-adapter rate (the row-wise prototype drops the stacked path's gather, scatter and "
-            "padded block). The server's passes are smaller (see the batch columns), so each pass carries the "
-            "per-adapter fixed costs over fewer rows.")
+    return (f" In-process, on batches of the same texts without HTTP (see Mixed-batch paths), {n} {label} adapters "
+            f"reach: {rel} of the 1-adapter rate.")
 
 
 def _mean_of(recs: list[dict], key: str) -> float:
@@ -176,10 +174,9 @@ def why_mixed(results, r, around) -> str:
                                           "padding_ratio")}
     comp = r.get("rows_per_inference_s", 0) / s["rows_per_inference_s"] if s["rows_per_inference_s"] else 0
     busy = r.get("inference_busy", 0) / s["inference_busy"] if s["inference_busy"] else 0
-    where = ("in the batch's compute: the per-adapter work of the mixed batch (service/adapters/batch.py: with "
-             "GROUP_MIN or more adapters at a site, the stacked path gathers every adapter's rows into a padded "
-             "block, runs the whole bottleneck sub-layer there and scatters it back; below it, a loop of small "
-             "ops per adapter)" if comp < busy else "outside the compute (the worker waits for work)")
+    where = ("in the batch's compute: the per-adapter work of the mixed batch (service/adapters/grouped.py: each "
+             "row's adapter weights are stacked per site, then a few bmm calls)" if comp < busy
+             else "outside the compute (the workers wait for work)")
     return (f"{r['adapters']} adapters: {_busy_rate(r)}, {_f(r.get('adapters_per_batch'))} distinct adapters per "
             f"batch; the 1-adapter phases around it: {_busy_rate(s)}. Compute-rate ratio {comp:.3f}, busy ratio "
             f"{busy:.3f}: the loss is {where}." + _proto_line(results, r["adapters"], r["dist"]))
@@ -216,8 +213,8 @@ def why_latency(results, half, idle) -> str:
     eff = (f" Small batches are slow per row on this CPU: {_f(half.get('rows_per_inference_s'))} rows per busy "
            f"second at {_f(half.get('mean_batch'))} rows per batch against "
            f"{_f(peak_rec.get('rows_per_inference_s'))} at {_f(peak_rec.get('mean_batch'))} (the closed-loop peak), "
-           f"so half the peak's requests keep the worker {half.get('inference_busy', 0):.0%} busy and requests "
-           "queue behind each other.") if peak_rec else ""
+           f"so half the peak's requests keep {half.get('inference_busy', 0):.2f} workers busy on average and "
+           "requests queue behind each other.") if peak_rec else ""
     return (f"at {half['offered_rps']:.0f} req/s offered: p50 {_f(half['p50_ms'])} ms, p95 {_f(half['p95_ms'])} ms, "
             f"p99 {_f(half['p99_ms'])} ms; mean batch {_f(half.get('mean_batch'))} rows, "
             f"{_f(half.get('ms_per_batch'))} ms per batch, queue wait {_f(half.get('queue_wait_ms'))} ms. An idle "
@@ -239,7 +236,7 @@ def why_gpu(results, r) -> str:
 # ---- tables -------------------------------------------------------------------------------------------------------
 def _throughput_table(results: dict) -> list[str]:
     rows = ["| strategy | adapters | traffic | C | req/s | seq/s | p50 ms | p95 ms | p99 ms | mean batch | "
-            "batch sizes | padding | adapters/batch | worker busy | rows per busy s | server CPU (cores) | "
+            "batch sizes | padding | adapters/batch | workers busy | rows per busy s | server CPU (cores) | "
             "client CPU (cores) | other processes (cores) | steal (cores) | peak RSS | errors |",
             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     bare = results.get("bare")
@@ -277,7 +274,7 @@ def _open_table(results: dict) -> list[str]:
     rows = [f"Peak: {_f(op['peak_req_per_s'])} req/s (the closed-loop phase with {op['adapters']} adapters, "
             f"{op['dist']} traffic). Poisson arrivals at a fraction of it:", "",
             "| offered req/s | fraction of peak | answered req/s | p50 ms | p95 ms | p99 ms | mean batch | "
-            "ms per batch | queue wait ms | padding | worker busy |",
+            "ms per batch | queue wait ms | padding | workers busy |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in op["phases"]:
         rows.append(f"| {_f(r['offered_rps'])} | {r['fraction']:.0%} | {_f(r['req_per_s'])} | {_f(r['p50_ms'])} | "
@@ -442,8 +439,9 @@ def render(results: dict) -> str:
     out += ["", "## Throughput and latency (closed loop)", "",
             "`seq/s` = texts answered per second. `C` = requests in flight. The batch columns come from the server's "
             "/metrics and count backbone passes (the runner may cut a batch into sub-batches of similar length): "
-            "`batch sizes` = share of passes per size bucket; `worker busy` = share of the window the inference "
-            "thread spent in passes; `rows per busy s` = rows per second of that time (the compute-only rate). "
+            "`batch sizes` = share of passes per size bucket; `workers busy` = seconds spent in passes per second "
+            "of the window, summed over the inference workers (2 workers: up to 2); `rows per busy s` = rows per "
+            "second of that time, i.e. per worker (the compute-only rate). "
             "`server CPU` / `client CPU` = CPU used by the server process / the load generator; `other processes` "
             "and `steal` (CPU the hypervisor gave other guests) = what else took the machine meanwhile.", ""]
     out += _throughput_table(results)
@@ -471,7 +469,25 @@ def render(results: dict) -> str:
     if proto:
         from .prototype import render_prototypes
 
-        out += ["", "## Prototypes of service changes (in-process, same texts)", ""] + render_prototypes(proto)
+        out += ["", "## Mixed-batch paths (in-process, same texts)", ""] + render_prototypes(proto)
+    if results.get("workers"):
+        from .workers import render as render_workers
+
+        out += ["", "## Inference workers (in-process)", "",
+                "Passes of neighbouring lengths through the service's runner with one adapter, each configuration "
+                "in a fresh process (`python -m benchmarks.workers`). The service's CPU default is 2 workers "
+                "sharing the CPU threads (ADAPTERSERVE_INFERENCE_WORKERS, ADAPTERSERVE_TORCH_THREADS).", ""]
+        out += render_workers(results["workers"])
+    if results.get("threads"):
+        from .threads import render as render_threads
+
+        out += ["", "## CPU threads (in-process)", "",
+                "An inference-shaped loop on a worker thread, before and after one 1000x1000 torch op on a helper "
+                "thread, each case in a fresh process (`python -m benchmarks.threads`). With the helper on torch's "
+                "default threads, libgomp then manages more threads than there are CPUs and stops spinning between "
+                "parallel regions for the rest of the process; so the service runs every thread but the inference "
+                "workers with one torch thread (service/engine/threads.py).", ""]
+        out += render_threads(results["threads"])
     if not gpu:
         out += ["", "## GPU", "",
                 "Not run: no GPU was lent to this session. The CUDA path is written and runs the same suites with "

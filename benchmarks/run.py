@@ -578,6 +578,14 @@ def main(argv=None) -> int:
             results["prototype"] = run_prototypes(bare_model, texts, spec, cfg)
         if bare_model is not None:
             del bare_model
+        if cfg.prototype and cfg.device == "cpu":
+            from service.engine.threads import cpu_budget
+
+            from . import threads, workers
+
+            log("in-process: torch threads in a helper thread; one inference worker or two")
+            results["threads"] = threads.measure()
+            results["workers"] = workers.measure(backbone, cpu_budget())
         for strategy in [x for x in cfg.strategies if x in ("mixed", "per_adapter")]:
             if strategy in cfg.strategies:
                 results[strategy] = service_suite(cfg, backbone, store, strategy, texts, logs,

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from . import __version__
 from .api import adapters, admin, classify, embed, health, tag
 from .api.middleware import RequestMiddleware
+from .engine.threads import helper_pool
 from .errors import AdapterServeError, Overloaded
 from .replicas import start_store_watcher
 from .settings import Settings
@@ -45,6 +46,9 @@ def create_app(settings: Settings | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # asyncio.to_thread work (backbone load, adapter loads, store calls) runs torch with one thread,
+        # leaving the CPU threads to the inference worker (engine/threads.py says why).
+        asyncio.get_running_loop().set_default_executor(helper_pool(name="adapterserve-helper"))
         state = await asyncio.to_thread(factory, settings)
         app.state.adapterserve = state
         state.batcher.start()

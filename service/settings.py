@@ -62,6 +62,12 @@ class Settings(BaseSettings):
                                        "when a batch is cut into sub-batches of similar length; -1 = auto "
                                        "(16 on CPU; 0 = never split, the CUDA default)")
 
+    inference_workers: int = Field(0, ge=0, description="batches computed at once, one inference thread each; "
+                                   "0 = auto (2 on CPU, 1 on CUDA)")
+    torch_threads: int = Field(0, ge=0, description="torch CPU threads for inference, shared out among the "
+                               "workers (every other thread uses one); 0 = OMP_NUM_THREADS if set, else the "
+                               "CPUs this process may use, capped by the container's CPU quota")
+
     # adapter cache
     preload: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cache_max_device_adapters: int = Field(256, ge=1)

@@ -12,6 +12,7 @@ from .engine.backbone import Backbone, load_backbone
 from .engine.batcher import Batcher, BatcherConfig
 from .engine.router import Router
 from .engine.runner import run_items
+from .engine.threads import compute_threads, cpu_budget
 from .metrics import Metrics
 from .settings import Settings
 from .store import AdapterStore, open_store
@@ -37,6 +38,15 @@ class AppState:
         return self.admin_locks.setdefault(name, asyncio.Lock())
 
 
+def inference_threads(settings: Settings, device_type: str) -> tuple[int, int]:
+    """(inference workers, torch threads each). On a CPU two workers with half the threads each measured
+    faster than one with all of them, at every batch size (docs/benchmarks.md, "Inference workers"); a GPU
+    runs one batch at a time."""
+    budget = settings.torch_threads or cpu_budget()
+    workers = settings.inference_workers or (1 if device_type == "cuda" else min(2, budget))
+    return workers, max(1, budget // workers)
+
+
 def build_state(settings: Settings, backbone: Backbone | None = None, store: AdapterStore | None = None) -> AppState:
     """Everything heavy happens here (called from the lifespan), never at import time."""
     metrics = Metrics(settings.metrics_max_adapters)
@@ -57,12 +67,14 @@ def build_state(settings: Settings, backbone: Backbone | None = None, store: Ada
     def on_batch(items, wait):
         metrics.queue_wait.observe(wait)
 
+    workers, threads = inference_threads(settings, backbone.device.type)
     config = BatcherConfig(settings.max_batch_size, settings.max_batch_tokens, settings.max_wait_ms,
-                           settings.max_queue_requests, settings.max_queue_tokens, settings.batching)
+                           settings.max_queue_requests, settings.max_queue_tokens, settings.batching, workers)
     split = settings.split_overhead_tokens
     if split < 0:
         split = 16 if backbone.device.type == "cpu" else 0
-    batcher = Batcher(lambda items: run_items(backbone, items, on_stats, split), config, on_batch)
+    batcher = Batcher(lambda items: run_items(backbone, items, on_stats, split), config, on_batch,
+                      worker_init=compute_threads(threads))
     router = Router(backbone, cache, batcher, max_batch_size=settings.max_batch_size,
                     request_timeout_s=settings.request_timeout_s, on_tokenize=metrics.tokenize.observe)
     return AppState(settings, backbone, store, cache, batcher, router, metrics)

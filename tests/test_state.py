@@ -19,3 +19,29 @@ def test_preload_loads_and_pins_before_ready(tmp_path):
         assert info["multi"]["pinned"] and info["multi"]["residency"] == "device"
         assert info["ner"]["pinned"] and not info["sentiment"]["pinned"]
         assert info["sentiment"]["residency"] == "store"
+
+
+def test_only_the_inference_worker_runs_torch_with_several_threads(tmp_path):
+    import asyncio
+
+    import torch
+
+    s = make_settings(tmp_path, torch_threads=4)  # auto workers on CPU: 2, with 2 threads each
+    app = create_app(s, lambda st: build_state(st, backbone=backbone_for("tiny-bert")))
+    with TestClient(app) as c:
+        state = app.state.adapterserve
+        # asyncio.to_thread work (adapter loads, store calls) and tokenization: one torch thread each
+        assert c.portal.call(asyncio.to_thread, torch.get_num_threads) == 1
+        assert state.router._pool.submit(torch.get_num_threads).result() == 1
+        assert state.batcher.config.workers == 2
+        assert state.batcher._worker.submit(torch.get_num_threads).result() == 2
+        assert c.post("/embed", json={"inputs": "still serving"}).status_code == 200
+
+
+def test_inference_threads_share_the_budget(tmp_path):
+    from service.state import inference_threads
+
+    assert inference_threads(make_settings(tmp_path, torch_threads=2), "cpu") == (2, 1)
+    assert inference_threads(make_settings(tmp_path, torch_threads=1), "cpu") == (1, 1)
+    assert inference_threads(make_settings(tmp_path, torch_threads=8), "cuda") == (1, 8)
+    assert inference_threads(make_settings(tmp_path, torch_threads=8, inference_workers=3), "cpu") == (3, 2)

@@ -14,21 +14,23 @@ import torch
 import torch.nn.functional as F
 
 from .bottleneck import sublayer_output
-from .grouped import RowGroups, stack_bottleneck, stack_lora
+from .grouped import RowSet, head_signature, stack_bottleneck, stack_lora, stacked_heads
 from .heads import apply_head, head_input
 from .lora import lora_delta
 from .model import Adapter
 
-# From how many adapters at one site the stacked (gathered) path beats a loop over segments. On a GPU the
-# loop's small kernel launches dominate, so stack from 4; on a CPU, where the loop's ops cost little more
-# than their arithmetic, the stacked path's gather/scatter measured slower (docs/benchmarks.md,
-# Prototypes), so the CPU never stacks. Both paths give the same results (tests/adapters/test_batch.py).
-GROUP_MIN_CUDA = 4
-GROUP_MIN_CPU = 10**9
+# From how many adapters at one site the row-wise path (grouped.py) replaces the loop over segments. The
+# loop launches a few small ops per adapter per site; the row-wise path a few ops in all, plus one copy of
+# each row's adapter weights. On this CPU the row-wise path measured faster from 2 adapters on (docs/
+# benchmarks.md, "Mixed-batch paths"); on a GPU, where every small op is a kernel launch, likewise.
+# Both paths give the same results (tests/adapters/test_batch.py).
+GROUP_MIN_CUDA = 2
+GROUP_MIN_CPU = 2
 
 
 def default_group_min(device_type: str) -> int:
     return GROUP_MIN_CUDA if device_type == "cuda" else GROUP_MIN_CPU
+
 
 LN_SITES = {"mh": "attention.output.LayerNorm", "output": "output.LayerNorm"}
 
@@ -78,12 +80,14 @@ class AdapterBatch:
             return y
         key = (layer, site)
         lora_segs = [seg for seg in self.segments if seg.adapter is not None and key in seg.adapter.lora]
-        grouped = x.dim() == 3 and len(lora_segs) >= self.group_min
+        grouped = len(lora_segs) >= self.group_min
         if grouped:
-            rows = RowGroups([(seg.start, seg.stop) for seg in lora_segs], x.shape[0], x.device)
-            a, b = stack_lora([lora_segs[j].adapter.lora[key] for j in rows.owner])
-            delta = torch.bmm(torch.bmm(rows.gather(x), a.transpose(1, 2)), b.transpose(1, 2))
-            y = y.index_add(0, rows.rows, delta.reshape(rows.k, rows.m, *y.shape[1:])[rows.valid])
+            rows = RowSet([(seg.start, seg.stop) for seg in lora_segs], x.shape[0], x.device)
+            a, b = stack_lora(rows.per_row([seg.adapter.lora[key] for seg in lora_segs]))
+            xs = rows.gather(x)
+            xs3 = xs if xs.dim() == 3 else xs.unsqueeze(1)  # the pooler's [B, H] input
+            delta = torch.bmm(torch.bmm(xs3, a.transpose(1, 2)), b.transpose(1, 2)).reshape(rows.n, *y.shape[1:])
+            y = rows.add(y, delta)
 
         def seg_fn(seg: Segment):
             a = seg.adapter
@@ -119,12 +123,15 @@ class AdapterBatch:
     def sublayer(self, h: torch.Tensor, inp: torch.Tensor, norm: torch.nn.LayerNorm, layer: int,
                  site: str) -> torch.Tensor:
         H = h.shape[-1]
-        base = F.layer_norm(h + inp, (H,), norm.weight, norm.bias, norm.eps)
-        base = self._bias_shift(base, norm.bias, (layer, LN_SITES[site]))
+        ln = (norm.weight, norm.bias, norm.eps)
+
+        def pretrained() -> torch.Tensor:
+            base = F.layer_norm(h + inp, (H,), norm.weight, norm.bias, norm.eps)
+            return self._bias_shift(base, norm.bias, (layer, LN_SITES[site]))
+
         key = (layer, site)
         if key not in self._bn_sites:
-            return base
-        ln = (norm.weight, norm.bias, norm.eps)
+            return pretrained()
         groups: dict[tuple, list[Segment]] = {}
         for seg in self.segments:
             bn = seg.adapter.bottleneck.get(key) if seg.adapter is not None else None
@@ -133,6 +140,14 @@ class AdapterBatch:
                 groups.setdefault(sig, []).append(seg)
         stacked = [segs for segs in groups.values() if len(segs) >= self.group_min]
         looped = {id(seg) for segs in groups.values() if len(segs) < self.group_min for seg in segs}
+        out = None
+        for segs in stacked:
+            rows = RowSet([(seg.start, seg.stop) for seg in segs], h.shape[0], h.device)
+            site_w = stack_bottleneck(rows.per_row([seg.adapter.bottleneck[key] for seg in segs]), H)
+            block = sublayer_output(rows.gather(h), rows.gather(inp), ln, segs[0].adapter.bottleneck_config, site_w)
+            if rows.all:
+                return block  # every row is in this group: the pretrained sub-layer is not needed
+            out = rows.scatter(block, pretrained() if out is None else out)
 
         def seg_fn(seg: Segment):
             if id(seg) not in looped:
@@ -140,24 +155,32 @@ class AdapterBatch:
             sl = slice(seg.start, seg.stop)
             return sublayer_output(h[sl], inp[sl], ln, seg.adapter.bottleneck_config, seg.adapter.bottleneck[key])
 
-        out = self._per_segment(base, seg_fn)
-        for segs in stacked:
-            rows = RowGroups([(seg.start, seg.stop) for seg in segs], h.shape[0], h.device)
-            site_w = stack_bottleneck([segs[j].adapter.bottleneck[key] for j in rows.owner], h.shape[-1])
-            block = sublayer_output(rows.gather(h), rows.gather(inp), ln, segs[0].adapter.bottleneck_config, site_w)
-            out = rows.scatter(block, out)
-        return out
+        if len(self.segments) == 1 and looped:  # one adapter on every row: only its own sub-layer
+            return seg_fn(self.segments[0])
+        return self._per_segment(pretrained() if out is None else out, seg_fn)
 
     def heads(self, hidden: torch.Tensor, pooled: torch.Tensor | None) -> list[torch.Tensor | None]:
         """Logits per segment (None for rows without an adapter), in segment order."""
-        out: list[torch.Tensor | None] = []
-        for seg in self.segments:
-            if seg.adapter is None:
-                out.append(None)
+        out: list[torch.Tensor | None] = [None] * len(self.segments)
+        groups: dict[tuple, list[int]] = {}
+        for j, seg in enumerate(self.segments):
+            if seg.adapter is not None:
+                groups.setdefault(head_signature(seg.adapter.head), []).append(j)
+        for members in groups.values():
+            segs = [self.segments[j] for j in members]
+            if len(segs) < self.group_min:
+                for j, seg in zip(members, segs):
+                    sl = slice(seg.start, seg.stop)
+                    x = head_input(seg.adapter.head, hidden[sl], None if pooled is None else pooled[sl])
+                    out[j] = apply_head(seg.adapter.head, x)
                 continue
-            sl = slice(seg.start, seg.stop)
-            x = head_input(seg.adapter.head, hidden[sl], None if pooled is None else pooled[sl])
-            out.append(apply_head(seg.adapter.head, x))
+            rows = RowSet([(seg.start, seg.stop) for seg in segs], hidden.shape[0], hidden.device)
+            x = rows.gather(head_input(segs[0].adapter.head, hidden, pooled))
+            logits = stacked_heads(rows.per_row([seg.adapter.head for seg in segs]), x)
+            offset = 0
+            for j, seg, n in zip(members, segs, rows.sizes):
+                out[j] = logits[offset:offset + n, ..., :seg.adapter.head.num_labels]
+                offset += n
         return out
 
     @property

@@ -1,17 +1,18 @@
-"""Many adapters in one set of batched matmuls (the gather path for mixed batches).
+"""Many adapters in one set of batched matmuls: the row-wise path for mixed batches.
 
-With many adapters in a batch, a Python loop over segments launches a few small ops per adapter per
-site. Here the adapters of a group (same bottleneck options) are stacked per site, padded to the
-largest width with zeros — exact, since a zero down-row feeds a zero up-column — and each adapter's
-rows are gathered into a [k, rows_max * T, H] block, so every site costs a handful of bmm calls
-whatever the number of adapters. LoRA deltas are done the same way (scaling folded into B).
+With several adapters at a site, a loop over segments launches a few small ops per adapter. Here each
+row carries its own adapter's weights, stacked into [rows, out, in] tensors (padded to the widest
+adapter with zeros, which is exact: a zero down-row feeds a zero up-column, a zero LoRA rank adds
+nothing), so a site costs a handful of bmm calls whatever the number of adapters. Only the rows of the
+group are touched; when the group is the whole batch nothing is gathered or scattered at all.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .model import BottleneckSite, LoraSite
+from .activations import get_activation
+from .model import BottleneckSite, Head, LoraSite
 
 
 def _pad_to(t: torch.Tensor, size: int, dim: int) -> torch.Tensor:
@@ -23,7 +24,31 @@ def _pad_to(t: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     return torch.cat([t, t.new_zeros(shape)], dim=dim)
 
 
+class RowSet:
+    """The batch rows of some segments (each a (start, stop) span, in batch order)."""
+
+    def __init__(self, spans: list[tuple[int, int]], batch_rows: int, device: torch.device):
+        self.sizes = [stop - start for start, stop in spans]
+        self.n = sum(self.sizes)
+        self.all = self.n == batch_rows  # spans are disjoint: covering B rows means every row
+        self.index = None if self.all else \
+            torch.cat([torch.arange(start, stop) for start, stop in spans]).to(device)
+
+    def per_row(self, per_span: list) -> list:
+        return [x for x, k in zip(per_span, self.sizes) for _ in range(k)]
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.all else x.index_select(0, self.index)
+
+    def scatter(self, rows: torch.Tensor, into: torch.Tensor) -> torch.Tensor:
+        return rows if self.all else into.index_copy(0, self.index, rows)
+
+    def add(self, into: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        return into + delta if self.all else into.index_add(0, self.index, delta)
+
+
 def stack_bottleneck(sites: list[BottleneckSite], hidden: int) -> BottleneckSite:
+    """One BottleneckSite whose tensors have a leading axis, one entry per given site (row)."""
     r = max(s.down_weight.shape[0] for s in sites)
     ref = sites[0].down_weight
 
@@ -37,54 +62,49 @@ def stack_bottleneck(sites: list[BottleneckSite], hidden: int) -> BottleneckSite
             return None
         return (torch.stack([getattr(s, attr)[0] for s in sites]), torch.stack([getattr(s, attr)[1] for s in sites]))
 
+    if all(not isinstance(s.scaling, torch.Tensor) for s in sites) and len({float(s.scaling) for s in sites}) == 1:
+        scale = float(sites[0].scaling)  # the common case: no [rows, 1, H] tensor to build or multiply by
+    else:
+        scale = torch.stack([scaling(s) for s in sites]).unsqueeze(1)
     return BottleneckSite(
         down_weight=torch.stack([_pad_to(s.down_weight, r, 0) for s in sites]),
         down_bias=torch.stack([_pad_to(s.down_bias, r, 0) for s in sites]),
         up_weight=torch.stack([_pad_to(s.up_weight, r, 1) for s in sites]),
         up_bias=torch.stack([s.up_bias for s in sites]),
-        scaling=torch.stack([scaling(s) for s in sites]).unsqueeze(1),
+        scaling=scale,
         norm_before=norms("norm_before"), norm_after=norms("norm_after"),
     )
 
 
 def stack_lora(sites: list[LoraSite]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A [rows, r, in] and B [rows, out, r] with each site's scaling folded into B."""
     r = max(s.a.shape[0] for s in sites)
-    a = torch.stack([_pad_to(s.a, r, 0) for s in sites])  # [k, r, in]
-    b = torch.stack([_pad_to(s.b * s.scaling, r, 1) for s in sites])  # [k, out, r]
+    a = torch.stack([_pad_to(s.a, r, 0) for s in sites])
+    b = torch.stack([_pad_to(s.b * s.scaling if s.scaling != 1 else s.b, r, 1) for s in sites])
     return a, b
 
 
-class RowGroups:
-    """Gathers the rows of segments into a padded [k, m, ...] block and scatters results back.
+def head_signature(head: Head) -> tuple:
+    """Heads with equal signatures stack: same input, activation, layer shapes (but the label count)."""
+    last = len(head.layers) - 1
+    return (head.pooling, head.activation,
+            tuple((w.shape[1], None if i == last else w.shape[0], b is None) for i, (w, b) in enumerate(head.layers)))
 
-    Segments longer than the average are cut into pieces of at most m rows (m = the mean segment
-    length, rounded up), so one hot adapter cannot pad every other adapter's block to its size: the
-    block holds at most about twice the real rows. `owner[j]` is the segment of piece j.
-    """
 
-    def __init__(self, spans: list[tuple[int, int]], batch_rows: int, device: torch.device):
-        total = sum(stop - start for start, stop in spans)
-        self.m = max(1, -(-total // len(spans)))
-        pieces = [(lo, min(lo + self.m, stop), j) for j, (start, stop) in enumerate(spans)
-                  for lo in range(start, stop, self.m)]
-        self.owner = [j for _, _, j in pieces]
-        self.k = len(pieces)
-        index = torch.full((self.k, self.m), batch_rows, dtype=torch.long)  # batch_rows = a zero pad row
-        for j, (start, stop, _) in enumerate(pieces):
-            index[j, : stop - start] = torch.arange(start, stop)
-        valid = index < batch_rows
-        self.index = index.to(device)
-        self.valid = valid.to(device)
-        self.rows = self.index[self.valid]  # the batch rows, in block order
-
-    def gather(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T, H] -> [k, m * T, H]"""
-        padded = torch.cat([x, x.new_zeros((1, *x.shape[1:]))], dim=0)
-        block = padded.index_select(0, self.index.reshape(-1))
-        return block.reshape(self.k, self.m * x.shape[1], x.shape[2])
-
-    def scatter(self, block: torch.Tensor, into: torch.Tensor) -> torch.Tensor:
-        """Write a [k, m * T, H] block's valid rows into a copy of `into` [B, T, H]."""
-        T, H = into.shape[1], into.shape[2]
-        rows = block.reshape(self.k, self.m, T, H)[self.valid]
-        return into.index_copy(0, self.rows, rows)
+def stacked_heads(heads: list[Head], x: torch.Tensor) -> torch.Tensor:
+    """Per-row heads of one signature on x [rows, H] or [rows, T, H]; the labels padded to the most."""
+    act = get_activation(heads[0].activation)
+    h = x if x.dim() == 3 else x.unsqueeze(1)
+    last = len(heads[0].layers) - 1
+    labels = max(hd.layers[-1][0].shape[0] for hd in heads)
+    for i in range(last + 1):
+        size = labels if i == last else heads[0].layers[i][0].shape[0]
+        w = torch.stack([_pad_to(hd.layers[i][0], size, 0) for hd in heads]).transpose(1, 2)
+        if heads[0].layers[i][1] is None:
+            h = torch.bmm(h, w)
+        else:
+            b = torch.stack([_pad_to(hd.layers[i][1], size, 0) for hd in heads]).unsqueeze(1)
+            h = torch.baddbmm(b, h, w)
+        if i < last:
+            h = act(h)
+    return h if x.dim() == 3 else h.squeeze(1)

@@ -1,4 +1,4 @@
-"""The dynamic batcher: one asyncio task owns the queue and feeds one inference worker thread.
+"""The dynamic batcher: one asyncio task owns the queue and feeds the inference worker threads.
 
 - Admission: `submit` refuses at once (429) when the queue is over its request or token bound.
 - A batch closes on `max_batch_size` rows or `max_batch_tokens` (padded length x rows), or `max_wait_ms`
@@ -8,6 +8,9 @@
 - Items whose caller left (future cancelled) are dropped before compute; items past their deadline
   are failed with 504 before compute, never run silently.
 - Rows of different adapters share a batch ("mixed"); "per_adapter" keeps one adapter per batch.
+- `workers` batches run at once, each on its own inference thread; a worker that frees up takes the next
+  batch from everything queued meanwhile (on a small CPU, two single-threaded workers out-run one
+  two-threaded worker at every batch size; docs/benchmarks.md, "Inference workers").
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class BatcherConfig:
     max_queue_requests: int = 1024
     max_queue_tokens: int = 1_000_000
     policy: str = "mixed"  # or "per_adapter"
+    workers: int = 1  # batches in flight at once, one inference thread each
 
 
 EXPIRED = "the request waited past its deadline before it could run; retry, or raise the timeout"
@@ -62,7 +66,7 @@ Runner = Callable[[list[WorkItem]], list[list[object]]]
 
 class Batcher:
     def __init__(self, runner: Runner, config: BatcherConfig, on_batch: Callable[[list[WorkItem], float], None]
-                 | None = None):
+                 | None = None, worker_init: Callable[[], None] | None = None):
         self.config = config
         self._runner = runner
         self._on_batch = on_batch or (lambda items, wait: None)
@@ -74,10 +78,13 @@ class Batcher:
         self.queued_requests = 0
         self.queued_tokens = 0
         self.queued_rows = 0
-        self.in_flight = 0
+        self.in_flight = 0  # requests in running batches
+        self.busy_workers = 0
         self.accepting = True
         self._task: asyncio.Task | None = None
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adapterserve-infer")
+        # worker_init gives each inference thread its torch CPU threads (engine/threads.py)
+        self._worker = ThreadPoolExecutor(max_workers=max(1, config.workers), thread_name_prefix="adapterserve-infer",
+                                          initializer=worker_init)
         self._stopping = False
 
     # ---- called from request handlers (same event loop) ------------------------------------------------
@@ -133,33 +140,44 @@ class Batcher:
 
     # ---- the owner task -----------------------------------------------------------------------------
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            if not self._inbox and not self._ring:
+            if self.busy_workers >= max(1, self.config.workers) or (not self._inbox and not self._ring):
                 self._wake.clear()
-                await self._wake.wait()
+                await self._wake.wait()  # new work, or a worker freed up
+                continue
             self._accept()
             await self._fill()
             batch = self._take_batch()
-            if not batch:
+            if batch:
+                self._dispatch(batch)
+
+    def _dispatch(self, batch: list[WorkItem]) -> None:
+        wait = time.monotonic() - min(i.enqueued for i in batch)
+        self.busy_workers += 1
+        self.in_flight += len(batch)
+        done = asyncio.get_running_loop().run_in_executor(self._worker, self._runner, batch)
+        done.add_done_callback(lambda f: self._finish(batch, wait, f))
+
+    def _finish(self, batch: list[WorkItem], wait: float, done: asyncio.Future) -> None:
+        """On the event loop, when a worker returns: answer the callers, then let the loop dispatch again."""
+        self.busy_workers -= 1
+        self.in_flight -= len(batch)
+        if done.cancelled():
+            results: list = [Unavailable("the server stopped before this request ran")] * len(batch)
+        elif done.exception() is not None:  # a bug, not bad input: every caller in the batch hears of it
+            log.error("batch failed", exc_info=done.exception())
+            results = [done.exception()] * len(batch)
+        else:
+            results = done.result()
+        for item, result in zip(batch, results):
+            if item.future.done():
                 continue
-            wait = time.monotonic() - min(i.enqueued for i in batch)
-            self.in_flight += len(batch)
-            try:
-                results = await loop.run_in_executor(self._worker, self._runner, batch)
-            except Exception as e:  # a bug, not bad input: every caller in the batch hears of it
-                log.exception("batch failed")
-                results = [e] * len(batch)
-            finally:
-                self.in_flight -= len(batch)
-            for item, result in zip(batch, results):
-                if item.future.done():
-                    continue
-                if isinstance(result, Exception):
-                    item.future.set_exception(result)
-                else:
-                    item.future.set_result(result)
-            self._on_batch(batch, wait)
+            if isinstance(result, Exception):
+                item.future.set_exception(result)
+            else:
+                item.future.set_result(result)
+        self._on_batch(batch, wait)
+        self._wake.set()
 
     def _accept(self) -> None:
         inbox, self._inbox = self._inbox, []

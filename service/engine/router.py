@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
-
 import torch
 
 from ..cache import AdapterCache, LoadedAdapter
 from ..errors import BadRequest, DeadlineExceeded
 from .backbone import Backbone
 from .batcher import Batcher, WorkItem
+from .threads import helper_pool
 from .tokenize import Encoded, tokenize
 
 ROUTE_TASKS = {"classify": ("classification", "multilabel"), "tag": ("tagging",)}
@@ -26,7 +25,7 @@ class Router:
         self.backbone, self.cache, self.batcher = backbone, cache, batcher
         self.max_batch_size = max_batch_size
         self.request_timeout_s = request_timeout_s
-        self._pool = ThreadPoolExecutor(max_workers=tokenize_threads, thread_name_prefix="adapterserve-tok")
+        self._pool = helper_pool(tokenize_threads, "adapterserve-tok")
         self._on_tokenize = on_tokenize or (lambda seconds: None)
 
     def deadline(self, timeout_s: float | None = None) -> float:

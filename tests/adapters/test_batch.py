@@ -1,5 +1,5 @@
 """Mixed-adapter batches give the same results as serving each row alone (within 1e-5), on both the
-per-segment path and the stacked (gathered) path."""
+per-segment path and the row-wise path (each row with its own adapter's stacked weights)."""
 
 import pytest
 import torch
@@ -10,7 +10,7 @@ from service.formats import load_adapter
 
 from ..conftest import GOLDEN, backbone_for
 
-# Repeated cases load as distinct adapters, so same-config groups form for the stacked path; the rest
+# Repeated cases load as distinct adapters, so same-config groups form for the row-wise path; the rest
 # mix every kind of site, head and bias override in one batch.
 CASES = ["ah_seq_bn", "ah_seq_bn", "ah_seq_bn_bin", "ah_act_relu", "ah_static_head", "ah_head_pooler",
          "ah_scaling_learned", "ah_scaling_channel", "ah_rf_dict_leave_out", "ah_double_seq_bn",
@@ -31,7 +31,7 @@ def _batch(bb):
     return rows, row_adapters, tagging
 
 
-@pytest.mark.parametrize("group_min", [2, 10**6], ids=["stacked", "per-segment"])
+@pytest.mark.parametrize("group_min", [2, 10**6], ids=["row-wise", "per-segment"])
 def test_mixed_batch_equals_one_by_one(group_min, monkeypatch):
     import service.adapters.batch as batch_mod
 
@@ -46,22 +46,64 @@ def test_mixed_batch_equals_one_by_one(group_min, monkeypatch):
         assert torch.allclose(alone, mixed[i], atol=1e-5), (i, (alone - mixed[i]).abs().max())
 
 
-def test_stacked_path_is_really_taken(monkeypatch):
+def test_row_wise_path_is_really_taken(monkeypatch):
     import service.adapters.batch as batch_mod
     import service.adapters.grouped as grouped
 
-    monkeypatch.setattr(batch_mod, "GROUP_MIN_CPU", batch_mod.GROUP_MIN_CUDA)  # as on a GPU
     calls = []
-    original = grouped.RowGroups.__init__
+    original = grouped.RowSet.__init__
 
     def spy(self, spans, *a):
         calls.append(len(spans))
         original(self, spans, *a)
 
-    monkeypatch.setattr(grouped.RowGroups, "__init__", spy)
+    monkeypatch.setattr(grouped.RowSet, "__init__", spy)
     bb = backbone_for("tiny-bert")
+    assert batch_mod.default_group_min("cpu") == batch_mod.GROUP_MIN_CPU == 2
     run_rows(bb, *_batch(bb))
     assert calls and max(calls) >= 4
+
+
+def test_row_wise_group_covering_every_row_skips_the_pretrained_sublayer():
+    """Two bottleneck adapters on all rows: the group's block is the output (no gather, no scatter)."""
+    bb = backbone_for("tiny-bert")
+    a1 = load_adapter(GOLDEN / "ah_seq_bn" / "adapter", bb.shape)
+    a2 = load_adapter(GOLDEN / "ah_seq_bn" / "adapter", bb.shape)
+    rows = tokenize(bb.tokenizer, TEXTS[:4], None, 128, True)
+    adapters = [a1, a1, a2, a2]
+    mixed, _ = run_rows(bb, rows, adapters, [False] * 4)
+    for i, row in enumerate(rows):
+        (alone,), _ = run_rows(bb, [row], [adapters[i]], [False])
+        assert torch.allclose(alone, mixed[i], atol=1e-5)
+
+
+def test_heads_with_different_label_counts_stack_and_keep_their_own_labels():
+    from service.adapters.batch import AdapterBatch, Segment
+    from service.adapters.grouped import head_signature
+    from service.adapters.model import Head
+
+    g = torch.Generator().manual_seed(0)
+
+    def head(labels):
+        return Head("classification", "cls", [(torch.randn(8, 8, generator=g), torch.randn(8, generator=g)),
+                                              (torch.randn(labels, 8, generator=g), torch.randn(labels, generator=g))],
+                    "tanh", [str(i) for i in range(labels)])
+
+    heads = [head(2), head(5), head(3)]
+    assert len({head_signature(h) for h in heads}) == 1
+
+    from service.adapters.model import Adapter
+
+    def A(h):
+        return Adapter("bottleneck", h, 8)
+
+    hidden = torch.randn(5, 4, 8, generator=g)
+    segs = [Segment(0, 2, A(heads[0])), Segment(2, 3, A(heads[1])), Segment(3, 5, A(heads[2]))]
+    stacked = AdapterBatch(segs, group_min=2).heads(hidden, None)
+    looped = AdapterBatch(segs, group_min=10**6).heads(hidden, None)
+    for s, lp, seg in zip(stacked, looped, segs):
+        assert s.shape == lp.shape == (seg.stop - seg.start, seg.adapter.head.num_labels)
+        assert torch.allclose(s, lp, atol=1e-6)
 
 
 def test_rows_without_adapter_are_the_plain_backbone():

@@ -243,3 +243,53 @@ def test_window_prefers_full_batches_of_similar_length():
         assert len(_window(pool, pool[0], tight)) == 3
     finally:
         loop.close()
+
+
+@pytest.mark.asyncio
+async def test_two_workers_run_two_batches_at_once_and_a_free_worker_takes_what_queued():
+    running, release = [], threading.Event()
+    started = threading.Semaphore(0)
+
+    def runner(items):
+        running.append(len(items))
+        started.release()
+        release.wait(5)
+        return [[len(r) for r in i.rows] for i in items]
+
+    b = Batcher(runner, BatcherConfig(max_batch_size=2, max_batch_tokens=10_000, max_wait_ms=0, workers=2))
+    b.start()
+    items = [item(key=f"k{i}") for i in range(7)]
+    for i in items[:2]:
+        b.submit(i)
+    await asyncio.sleep(0.05)
+    for i in items[2:]:
+        b.submit(i)
+    for _ in range(2):  # two batches are running together, neither has returned
+        assert await asyncio.to_thread(started.acquire, True, 5)
+    assert b.busy_workers == 2 and not any(i.future.done() for i in items)
+    release.set()
+    await asyncio.gather(*(i.future for i in items))
+    assert sum(running) == 7 and max(running) == 2
+    assert b.busy_workers == 0 and b.in_flight == 0
+    await b.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_failing_batch_fails_its_callers_and_the_batcher_goes_on():
+    calls = []
+
+    def runner(items):
+        calls.append(len(items))
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return [[0] for _ in items]
+
+    b = Batcher(runner, BatcherConfig(max_batch_size=1, max_wait_ms=0, workers=2))
+    b.start()
+    first, second = item(), item()
+    b.submit(first)
+    with pytest.raises(RuntimeError):
+        await first.future
+    b.submit(second)
+    assert await second.future == [0]
+    await b.stop()
