@@ -1,4 +1,4 @@
-"""One batch through the backbone, on the inference worker thread.
+"""One batch through the backbone, on an inference worker thread.
 
 Rows arrive grouped by adapter; they are padded to the longest row, run once through the backbone with
 per-row adapter deltas, and split back into per-item results (logits for adapter rows, pooled sentence

@@ -1,11 +1,11 @@
-"""Who runs torch's CPU threads: the inference worker, and nobody else.
+"""Who runs torch's CPU threads: the inference workers, and nobody else.
 
 PyTorch's CPU wheels use GNU OpenMP, and every thread that runs a parallel torch op gets its own team of
 OpenMP threads. Once libgomp manages more threads than there are CPUs it stops spinning between parallel
 regions (its "throttled" spin count), so every one of the hundreds of small regions in a forward pass
 then waits for a sleeping thread to be woken. Measured on the 2-core CI machine: one 1000x1000 op in a
 helper thread left the inference worker at 1.6 of 2 cores and 30% slower for the rest of the process's
-life (docs/benchmarks.md, "CPU threads"). So the inference worker owns the intra-op threads, and every
+life (docs/benchmarks.md, "CPU threads"). So the inference workers own the intra-op threads, and every
 other thread that may touch torch (adapter loads and validation, the store watcher, tokenization, the
 backbone load) runs torch with one thread.
 """
@@ -55,7 +55,7 @@ def cpu_budget(env: dict[str, str] | None = None, cgroup_root: Path = CGROUP_ROO
 
 
 def compute_threads(n: int):
-    """Initializer of the inference worker thread: it alone runs torch with n intra-op threads."""
+    """Initializer of an inference worker thread: the workers alone run torch with several intra-op threads."""
     def init() -> None:
         torch.set_num_threads(n)
     return init

@@ -173,7 +173,11 @@ def test_report_renders_from_a_minimal_result():
                "mixed": {"phases": [phase, many], "idle": {"p50_ms": 4.0, "p95_ms": 5.0, "p99_ms": 6.0, "ok": 5},
                          "cold": {"bytes": 4e6, "adapters": [{"name": "c", "cold_ms": 30.0, "warm_ms": 5.0}],
                                   "server_load_ms_mean": 10.0, "loads": 1}},
-               "per_adapter": {"phases": [per]}}
+               "per_adapter": {"phases": [per]},
+               "threads": {"helper with default threads": {"threads": 2, "before": {"passes_per_s": 160.0, "cores": 2.0},
+                                                           "after": {"passes_per_s": 110.0, "cores": 1.6}}},
+               "workers": [{"workers": 1, "threads": 2, "rows_per_pass": 1, "rows_per_s": 40.0},
+                           {"workers": 2, "threads": 1, "rows_per_pass": 1, "rows_per_s": 80.0}]}
     tg = {t["target"]: t["status"] for t in targets(results)}
     assert tg["mixed, 64 adapters (uniform) vs 1 adapter"] == "SHORT"
     assert tg["mixed vs per-adapter batches, 64 adapters (uniform)"] == "PASS"
@@ -181,6 +185,8 @@ def test_report_renders_from_a_minimal_result():
     assert any(s == "N/A" for s in tg.values())  # the GPU target, not run on CPU
     doc = render(results)
     assert doc.startswith("# Benchmarks") and "## Targets" in doc and "| 64 |" in doc
+    assert "## Inference workers" in doc and "| 1 | 2 x 1 | 80.0 | 2.00x |" in doc
+    assert "## CPU threads" in doc and "| helper with default threads | 2 | 160.0 | 110.0 | 2.0 | 1.6 |" in doc
     assert "SHORT" in summary_table(results)
 
 
