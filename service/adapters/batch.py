@@ -83,7 +83,7 @@ class AdapterBatch:
         grouped = len(lora_segs) >= self.group_min
         if grouped:
             rows = RowSet([(seg.start, seg.stop) for seg in lora_segs], x.shape[0], x.device)
-            a, b = stack_lora(rows.per_row([seg.adapter.lora[key] for seg in lora_segs]))
+            a, b = stack_lora([seg.adapter.lora[key] for seg in lora_segs], rows)
             xs = rows.gather(x)
             xs3 = xs if xs.dim() == 3 else xs.unsqueeze(1)  # the pooler's [B, H] input
             delta = torch.bmm(torch.bmm(xs3, a.transpose(1, 2)), b.transpose(1, 2)).reshape(rows.n, *y.shape[1:])
@@ -143,7 +143,7 @@ class AdapterBatch:
         out = None
         for segs in stacked:
             rows = RowSet([(seg.start, seg.stop) for seg in segs], h.shape[0], h.device)
-            site_w = stack_bottleneck(rows.per_row([seg.adapter.bottleneck[key] for seg in segs]), H)
+            site_w = stack_bottleneck([seg.adapter.bottleneck[key] for seg in segs], H, rows)
             block = sublayer_output(rows.gather(h), rows.gather(inp), ln, segs[0].adapter.bottleneck_config, site_w)
             if rows.all:
                 return block  # every row is in this group: the pretrained sub-layer is not needed
@@ -176,7 +176,7 @@ class AdapterBatch:
                 continue
             rows = RowSet([(seg.start, seg.stop) for seg in segs], hidden.shape[0], hidden.device)
             x = rows.gather(head_input(segs[0].adapter.head, hidden, pooled))
-            logits = stacked_heads(rows.per_row([seg.adapter.head for seg in segs]), x)
+            logits = stacked_heads([seg.adapter.head for seg in segs], x, rows)
             offset = 0
             for j, seg, n in zip(members, segs, rows.sizes):
                 out[j] = logits[offset:offset + n, ..., :seg.adapter.head.num_labels]

@@ -25,7 +25,11 @@ def _pad_to(t: torch.Tensor, size: int, dim: int) -> torch.Tensor:
 
 
 class RowSet:
-    """The batch rows of some segments (each a (start, stop) span, in batch order)."""
+    """The batch rows of some segments (each a (start, stop) span, in batch order).
+
+    Per-segment stacks ([segments, ...]) become per-row ones with `expand`: one index_select on the device
+    rather than a Python list of one tensor per row (a GPU batch has hundreds of rows).
+    """
 
     def __init__(self, spans: list[tuple[int, int]], batch_rows: int, device: torch.device):
         self.sizes = [stop - start for start, stop in spans]
@@ -33,9 +37,11 @@ class RowSet:
         self.all = self.n == batch_rows  # spans are disjoint: covering B rows means every row
         self.index = None if self.all else \
             torch.cat([torch.arange(start, stop) for start, stop in spans]).to(device)
+        self.owner = None if all(k == 1 for k in self.sizes) else \
+            torch.repeat_interleave(torch.arange(len(spans)), torch.tensor(self.sizes)).to(device)
 
-    def per_row(self, per_span: list) -> list:
-        return [x for x, k in zip(per_span, self.sizes) for _ in range(k)]
+    def expand(self, per_segment: torch.Tensor) -> torch.Tensor:
+        return per_segment if self.owner is None else per_segment.index_select(0, self.owner)
 
     def gather(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.all else x.index_select(0, self.index)
@@ -47,8 +53,8 @@ class RowSet:
         return into + delta if self.all else into.index_add(0, self.index, delta)
 
 
-def stack_bottleneck(sites: list[BottleneckSite], hidden: int) -> BottleneckSite:
-    """One BottleneckSite whose tensors have a leading axis, one entry per given site (row)."""
+def stack_bottleneck(sites: list[BottleneckSite], hidden: int, rows: RowSet) -> BottleneckSite:
+    """One BottleneckSite whose tensors have a leading axis with one entry per row (sites: one per segment)."""
     r = max(s.down_weight.shape[0] for s in sites)
     ref = sites[0].down_weight
 
@@ -57,31 +63,34 @@ def stack_bottleneck(sites: list[BottleneckSite], hidden: int) -> BottleneckSite
             return s.scaling.to(ref.dtype).expand(hidden)
         return ref.new_full((hidden,), float(s.scaling))
 
+    def stack(ts: list[torch.Tensor]) -> torch.Tensor:
+        return rows.expand(torch.stack(ts))
+
     def norms(attr: str):
         if getattr(sites[0], attr) is None:
             return None
-        return (torch.stack([getattr(s, attr)[0] for s in sites]), torch.stack([getattr(s, attr)[1] for s in sites]))
+        return stack([getattr(s, attr)[0] for s in sites]), stack([getattr(s, attr)[1] for s in sites])
 
     if all(not isinstance(s.scaling, torch.Tensor) for s in sites) and len({float(s.scaling) for s in sites}) == 1:
         scale = float(sites[0].scaling)  # the common case: no [rows, 1, H] tensor to build or multiply by
     else:
-        scale = torch.stack([scaling(s) for s in sites]).unsqueeze(1)
+        scale = stack([scaling(s) for s in sites]).unsqueeze(1)
     return BottleneckSite(
-        down_weight=torch.stack([_pad_to(s.down_weight, r, 0) for s in sites]),
-        down_bias=torch.stack([_pad_to(s.down_bias, r, 0) for s in sites]),
-        up_weight=torch.stack([_pad_to(s.up_weight, r, 1) for s in sites]),
-        up_bias=torch.stack([s.up_bias for s in sites]),
+        down_weight=stack([_pad_to(s.down_weight, r, 0) for s in sites]),
+        down_bias=stack([_pad_to(s.down_bias, r, 0) for s in sites]),
+        up_weight=stack([_pad_to(s.up_weight, r, 1) for s in sites]),
+        up_bias=stack([s.up_bias for s in sites]),
         scaling=scale,
         norm_before=norms("norm_before"), norm_after=norms("norm_after"),
     )
 
 
-def stack_lora(sites: list[LoraSite]) -> tuple[torch.Tensor, torch.Tensor]:
-    """A [rows, r, in] and B [rows, out, r] with each site's scaling folded into B."""
+def stack_lora(sites: list[LoraSite], rows: RowSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """A [rows, r, in] and B [rows, out, r] with each site's scaling folded into B (sites: one per segment)."""
     r = max(s.a.shape[0] for s in sites)
     a = torch.stack([_pad_to(s.a, r, 0) for s in sites])
     b = torch.stack([_pad_to(s.b * s.scaling if s.scaling != 1 else s.b, r, 1) for s in sites])
-    return a, b
+    return rows.expand(a), rows.expand(b)
 
 
 def head_signature(head: Head) -> tuple:
@@ -91,19 +100,20 @@ def head_signature(head: Head) -> tuple:
             tuple((w.shape[1], None if i == last else w.shape[0], b is None) for i, (w, b) in enumerate(head.layers)))
 
 
-def stacked_heads(heads: list[Head], x: torch.Tensor) -> torch.Tensor:
-    """Per-row heads of one signature on x [rows, H] or [rows, T, H]; the labels padded to the most."""
+def stacked_heads(heads: list[Head], x: torch.Tensor, rows: RowSet) -> torch.Tensor:
+    """Heads of one signature (one per segment) on their rows' x [rows, H] or [rows, T, H]; the labels padded
+    to the most."""
     act = get_activation(heads[0].activation)
     h = x if x.dim() == 3 else x.unsqueeze(1)
     last = len(heads[0].layers) - 1
     labels = max(hd.layers[-1][0].shape[0] for hd in heads)
     for i in range(last + 1):
         size = labels if i == last else heads[0].layers[i][0].shape[0]
-        w = torch.stack([_pad_to(hd.layers[i][0], size, 0) for hd in heads]).transpose(1, 2)
+        w = rows.expand(torch.stack([_pad_to(hd.layers[i][0], size, 0) for hd in heads])).transpose(1, 2)
         if heads[0].layers[i][1] is None:
             h = torch.bmm(h, w)
         else:
-            b = torch.stack([_pad_to(hd.layers[i][1], size, 0) for hd in heads]).unsqueeze(1)
+            b = rows.expand(torch.stack([_pad_to(hd.layers[i][1], size, 0) for hd in heads])).unsqueeze(1)
             h = torch.baddbmm(b, h, w)
         if i < last:
             h = act(h)
