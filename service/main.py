@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # asyncio.to_thread work (backbone load, adapter loads, store calls) runs torch with one thread,
-        # leaving the CPU threads to the inference worker (engine/threads.py says why).
+        # leaving the CPU threads to the inference workers (engine/threads.py says why).
         asyncio.get_running_loop().set_default_executor(helper_pool(name="adapterserve-helper"))
         state = await asyncio.to_thread(factory, settings)
         app.state.adapterserve = state

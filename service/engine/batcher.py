@@ -25,6 +25,7 @@ from typing import Callable
 
 from ..adapters.model import Adapter
 from ..errors import DeadlineExceeded, Overloaded, Unavailable
+from .bucketing import POOL, Picker, window
 from .tokenize import Encoded
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ class Batcher:
         if not self._ring:
             return []
         bucketing = self.queued_rows > c.max_batch_size
-        picker = _Picker(c, pool_rows=c.max_batch_size * (POOL if bucketing else 1), budget=not bucketing)
+        picker = Picker(c, pool_rows=c.max_batch_size * (POOL if bucketing else 1), budget=not bucketing)
         oldest_key = min(self._ring, key=lambda k: self._queues[k][0].enqueued)
         oldest = self._take(oldest_key, 0)
         picker.add(oldest)
@@ -255,7 +256,7 @@ class Batcher:
         self._drr(picker)
         batch = picker.batch
         if bucketing:
-            batch = _window(picker.batch, oldest, c)
+            batch = window(picker.batch, oldest, c)
             chosen = set(map(id, batch))
             for item in reversed(picker.batch):  # back to the front of its queue, in FIFO order
                 if id(item) not in chosen:
@@ -278,7 +279,7 @@ class Batcher:
         self.queued_tokens += item.tokens
         self.queued_rows += len(item.rows)
 
-    def _drr(self, picker: "_Picker") -> None:
+    def _drr(self, picker: Picker) -> None:
         now = time.monotonic()
         quantum = max(1, self.config.max_batch_tokens // 4)
         progress = True
@@ -305,59 +306,3 @@ class Batcher:
                     self._deficit[key] = 0
                 if picker.full:
                     return
-
-
-POOL = 4  # batches' worth of queued rows the length bucketing chooses from
-
-
-def _window(pool: list[WorkItem], oldest: WorkItem, c: BatcherConfig) -> list[WorkItem]:
-    """The run of length-sorted items that holds `oldest` and fits the budgets: the fullest such run,
-    and among those the one spanning the least length (least padding). Ties go to the run that starts
-    earliest in pick order, which keeps DRR's fairness when lengths are alike.
-    """
-    order = sorted(range(len(pool)), key=lambda i: (pool[i].max_len, i))
-    items = [pool[i] for i in order]
-    p = items.index(oldest)
-    best, best_key = [oldest], None
-    for a in range(p, -1, -1):
-        rows, b = 0, a
-        while b < len(items):
-            rows_b = rows + len(items[b].rows)
-            if rows_b > c.max_batch_size or rows_b * items[b].max_len > c.max_batch_tokens and b > a:
-                break
-            rows, b = rows_b, b + 1
-        if b <= p:  # cannot reach the oldest from here; starting further left only gets worse
-            break
-        key = (-rows, items[b - 1].max_len - items[a].max_len, min(order[a:b]))
-        if best_key is None or key < best_key:
-            best, best_key = items[a:b], key
-    return best
-
-
-class _Picker:
-    """The batch being assembled and its budget."""
-
-    def __init__(self, config: BatcherConfig, pool_rows: int, budget: bool = True):
-        self.config = config
-        self.pool_rows = pool_rows
-        self.budget = budget  # False while filling a bucketing pool: the window applies the budget
-        self.batch: list[WorkItem] = []
-        self.rows = 0
-        self.max_len = 0
-        self.only: str | None = None
-
-    def fits(self, item: WorkItem) -> bool:
-        rows = self.rows + len(item.rows)
-        if not self.budget:
-            return rows <= self.pool_rows
-        return rows <= self.config.max_batch_size and rows * max(self.max_len, item.max_len) <= \
-            self.config.max_batch_tokens
-
-    def add(self, item: WorkItem) -> None:
-        self.batch.append(item)
-        self.rows += len(item.rows)
-        self.max_len = max(self.max_len, item.max_len)
-
-    @property
-    def full(self) -> bool:
-        return self.rows >= self.pool_rows

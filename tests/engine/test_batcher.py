@@ -226,7 +226,7 @@ async def test_expired_items_deep_in_the_queue_are_not_computed():
 
 
 def test_window_prefers_full_batches_of_similar_length():
-    from service.engine.batcher import _window
+    from service.engine.bucketing import window
 
     loop = asyncio.new_event_loop()
     try:
@@ -235,12 +235,12 @@ def test_window_prefers_full_batches_of_similar_length():
                             loop.create_future())
         pool = [it(n) for n in (30, 12, 44, 31, 29, 13, 45, 33, 28, 11, 46, 32)]
         cfg = BatcherConfig(max_batch_size=4, max_batch_tokens=10_000)
-        got = _window(pool, pool[0], cfg)
+        got = window(pool, pool[0], cfg)
         assert pool[0] in got and len(got) == 4
         lengths = sorted(x.max_len for x in got)
         assert lengths[-1] - lengths[0] == 3  # e.g. 29-32 or 30-33: the least padding around 30
         tight = BatcherConfig(max_batch_size=4, max_batch_tokens=100)  # 4 x 30 > 100: budget binds
-        assert len(_window(pool, pool[0], tight)) == 3
+        assert len(window(pool, pool[0], tight)) == 3
     finally:
         loop.close()
 
