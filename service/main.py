@@ -18,7 +18,7 @@ from .engine.threads import helper_pool
 from .errors import AdapterServeError, Overloaded
 from .replicas import start_store_watcher
 from .settings import Settings
-from .state import AppState, build_state, warm_up
+from .state import AppState, build_state, freeze_heap, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None,
         app.state.adapterserve = state
         state.batcher.start()
         await warm_up(state)
+        freeze_heap()
         start_store_watcher(state)  # other replicas' changes reach this one within store_poll_s
         state.ready = True
         log.info("ready", extra={"backbone": state.backbone.info.name, "store": state.store.url})

@@ -45,3 +45,14 @@ def test_inference_threads_share_the_budget(tmp_path):
     assert inference_threads(make_settings(tmp_path, torch_threads=1), "cpu") == (1, 1)
     assert inference_threads(make_settings(tmp_path, torch_threads=8), "cuda") == (1, 8)
     assert inference_threads(make_settings(tmp_path, torch_threads=8, inference_workers=3), "cpu") == (3, 2)
+
+
+def test_start_up_objects_are_frozen_out_of_the_collector(tmp_path):
+    import gc
+
+    gc.unfreeze()  # whatever an earlier test froze
+    assert gc.get_freeze_count() == 0
+    app = create_app(make_settings(tmp_path), lambda st: build_state(st, backbone=backbone_for("tiny-bert")))
+    with TestClient(app) as c:
+        assert c.get("/health/ready").status_code == 200
+        assert gc.get_freeze_count() > 0  # a full collection no longer walks the backbone and the imports
