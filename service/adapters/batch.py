@@ -48,6 +48,15 @@ class AdapterBatch:
         self.group_min = group_min if group_min is not None else GROUP_MIN_CPU
         self._linear_sites = {k for s in segments if s.adapter for k in (*s.adapter.lora, *s.adapter.bias)}
         self._bn_sites = {k for s in segments if s.adapter for k in s.adapter.bottleneck}
+        self._rowsets: dict[tuple, RowSet] = {}
+
+    def _rows(self, segs: list[Segment], x: torch.Tensor) -> RowSet:
+        """One RowSet per group of segments and pass: most sites share it, and on a GPU each new one costs
+        host-to-device copies of its indices."""
+        spans = tuple((seg.start, seg.stop) for seg in segs)
+        if spans not in self._rowsets:
+            self._rowsets[spans] = RowSet(list(spans), x.shape[0], x.device)
+        return self._rowsets[spans]
 
     @classmethod
     def from_row_adapters(cls, adapters: list[Adapter | None], group_min: int | None = None) -> "AdapterBatch":
@@ -82,7 +91,7 @@ class AdapterBatch:
         lora_segs = [seg for seg in self.segments if seg.adapter is not None and key in seg.adapter.lora]
         grouped = len(lora_segs) >= self.group_min
         if grouped:
-            rows = RowSet([(seg.start, seg.stop) for seg in lora_segs], x.shape[0], x.device)
+            rows = self._rows(lora_segs, x)
             a, b = stack_lora([seg.adapter.lora[key] for seg in lora_segs], rows)
             xs = rows.gather(x)
             xs3 = xs if xs.dim() == 3 else xs.unsqueeze(1)  # the pooler's [B, H] input
@@ -142,7 +151,7 @@ class AdapterBatch:
         looped = {id(seg) for segs in groups.values() if len(segs) < self.group_min for seg in segs}
         out = None
         for segs in stacked:
-            rows = RowSet([(seg.start, seg.stop) for seg in segs], h.shape[0], h.device)
+            rows = self._rows(segs, h)
             site_w = stack_bottleneck([seg.adapter.bottleneck[key] for seg in segs], H, rows)
             block = sublayer_output(rows.gather(h), rows.gather(inp), ln, segs[0].adapter.bottleneck_config, site_w)
             if rows.all:
@@ -174,7 +183,7 @@ class AdapterBatch:
                     x = head_input(seg.adapter.head, hidden[sl], None if pooled is None else pooled[sl])
                     out[j] = apply_head(seg.adapter.head, x)
                 continue
-            rows = RowSet([(seg.start, seg.stop) for seg in segs], hidden.shape[0], hidden.device)
+            rows = self._rows(segs, hidden)
             x = rows.gather(head_input(segs[0].adapter.head, hidden, pooled))
             logits = stacked_heads([seg.adapter.head for seg in segs], x, rows)
             offset = 0
