@@ -22,15 +22,9 @@ from .model import Adapter
 # From how many adapters at one site the row-wise path (grouped.py) replaces the loop over segments. The
 # loop launches a few small ops per adapter per site; the row-wise path a few ops in all, plus one copy of
 # each row's adapter weights. On this CPU the row-wise path measured faster from 2 adapters on (docs/
-# benchmarks.md, "Mixed-batch paths"); on a GPU, where every small op is a kernel launch, likewise.
-# Both paths give the same results (tests/adapters/test_batch.py).
-GROUP_MIN_CUDA = 2
-GROUP_MIN_CPU = 2
-
-
-def default_group_min(device_type: str) -> int:
-    return GROUP_MIN_CUDA if device_type == "cuda" else GROUP_MIN_CPU
-
+# benchmarks.md, "Mixed-batch paths"); a GPU, where every small op is a kernel launch, uses the same
+# threshold (not measured there). Both paths give the same results (tests/adapters/test_batch.py).
+GROUP_MIN = 2
 
 LN_SITES = {"mh": "attention.output.LayerNorm", "output": "output.LayerNorm"}
 
@@ -45,7 +39,7 @@ class Segment:
 class AdapterBatch:
     def __init__(self, segments: list[Segment], group_min: int | None = None):
         self.segments = segments
-        self.group_min = group_min if group_min is not None else GROUP_MIN_CPU
+        self.group_min = group_min if group_min is not None else GROUP_MIN
         self._linear_sites = {k for s in segments if s.adapter for k in (*s.adapter.lora, *s.adapter.bias)}
         self._bn_sites = {k for s in segments if s.adapter for k in s.adapter.bottleneck}
         self._rowsets: dict[tuple, RowSet] = {}
@@ -69,8 +63,9 @@ class AdapterBatch:
                 start = i
         return cls(segments, group_min)
 
-    def _per_segment(self, full: torch.Tensor, fn) -> torch.Tensor:
-        """Replace each segment's rows of `full` by fn(segment) where fn returns a tensor, else keep."""
+    def _per_segment(self, full: torch.Tensor | None, fn) -> torch.Tensor:
+        """Replace each segment's rows of `full` by fn(segment) where fn returns a tensor, else keep.
+        `full` may be None when fn answers for every segment."""
         pieces, changed = [], False
         for seg in self.segments:
             out = fn(seg) if seg.adapter is not None else None
@@ -164,9 +159,9 @@ class AdapterBatch:
             sl = slice(seg.start, seg.stop)
             return sublayer_output(h[sl], inp[sl], ln, seg.adapter.bottleneck_config, seg.adapter.bottleneck[key])
 
-        if len(self.segments) == 1 and looped:  # one adapter on every row: only its own sub-layer
-            return seg_fn(self.segments[0])
-        return self._per_segment(pretrained() if out is None else out, seg_fn)
+        if out is None and any(id(seg) not in looped for seg in self.segments):
+            out = pretrained()  # some rows keep the pretrained sub-layer; otherwise every row has its own
+        return self._per_segment(out, seg_fn)
 
     def heads(self, hidden: torch.Tensor, pooled: torch.Tensor | None) -> list[torch.Tensor | None]:
         """Logits per segment (None for rows without an adapter), in segment order."""

@@ -84,7 +84,8 @@ class Batcher:
         self.accepting = True
         self._task: asyncio.Task | None = None
         # worker_init gives each inference thread its torch CPU threads (engine/threads.py)
-        self._worker = ThreadPoolExecutor(max_workers=max(1, config.workers), thread_name_prefix="adapterserve-infer",
+        self._workers = max(1, config.workers)
+        self._worker = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="adapterserve-infer",
                                           initializer=worker_init)
         self._stopping = False
 
@@ -142,7 +143,7 @@ class Batcher:
     # ---- the owner task -----------------------------------------------------------------------------
     async def _loop(self) -> None:
         while True:
-            if self.busy_workers >= max(1, self.config.workers) or (not self._inbox and not self._ring):
+            if self.busy_workers >= self._workers or (not self._inbox and not self._ring):
                 self._wake.clear()
                 await self._wake.wait()  # new work, or a worker freed up
                 continue

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+
 import torch
 
 from ..cache import AdapterCache, LoadedAdapter

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..adapters.batch import AdapterBatch, default_group_min
+from ..adapters.batch import AdapterBatch
 from ..adapters.model import Adapter
 from .backbone import Backbone
 from .tokenize import Encoded
@@ -46,7 +46,7 @@ def run_rows(backbone: Backbone, rows: list[Encoded], row_adapters: list[Adapter
 
     `row_adapters` must already be grouped so equal adapters are contiguous.
     """
-    plan = AdapterBatch.from_row_adapters(row_adapters, default_group_min(backbone.device.type))
+    plan = AdapterBatch.from_row_adapters(row_adapters)
     pad_id = backbone.tokenizer.pad_token_id or 0
     ids, mask, types = pad(rows, pad_id, backbone.device)
     with torch.inference_mode():

@@ -35,7 +35,7 @@ def _batch(bb):
 def test_mixed_batch_equals_one_by_one(group_min, monkeypatch):
     import service.adapters.batch as batch_mod
 
-    monkeypatch.setattr(batch_mod, "GROUP_MIN_CPU", group_min)
+    monkeypatch.setattr(batch_mod, "GROUP_MIN", group_min)
     bb = backbone_for("tiny-bert")
     rows, row_adapters, tagging = _batch(bb)
     mixed, stats = run_rows(bb, rows, row_adapters, tagging)
@@ -59,7 +59,7 @@ def test_row_wise_path_is_really_taken(monkeypatch):
 
     monkeypatch.setattr(grouped.RowSet, "__init__", spy)
     bb = backbone_for("tiny-bert")
-    assert batch_mod.default_group_min("cpu") == batch_mod.GROUP_MIN_CPU == 2
+    assert batch_mod.GROUP_MIN == 2
     run_rows(bb, *_batch(bb))
     assert calls and max(calls) >= 4
 
