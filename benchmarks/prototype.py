@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from service.adapters.batch import AdapterBatch, default_group_min
+from service.adapters.batch import GROUP_MIN, AdapterBatch
 from service.engine.runner import pad
 from service.engine.tokenize import tokenize
 
@@ -133,7 +133,7 @@ def run_prototypes(backbone, texts: list[str], spec: AdapterSpec, cfg, seconds: 
             backbone.encode(*pad(item[0], pad_id, backbone.device))
         sync()
 
-    service_min = default_group_min(backbone.device.type)
+    service_min = GROUP_MIN
 
     def with_plan(group_min=service_min):
         def fn(item):

@@ -11,10 +11,8 @@ import json
 import random
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 
 def _case(workers: int, threads: int, rows_per_pass: int, seconds: float, backbone_path: str) -> dict:
@@ -24,18 +22,16 @@ def _case(workers: int, threads: int, rows_per_pass: int, seconds: float, backbo
     from service.engine.runner import run_rows
     from service.engine.threads import compute_threads, one_thread
     from service.engine.tokenize import tokenize
-    from service.formats.registry import load_adapter
 
-    from .adapters import AdapterSpec, write_adapter
+    from .adapters import AdapterSpec
     from .corpus import load_texts
+    from .prototype import load_adapters
 
     one_thread()  # the main thread only loads; the workers compute
     bb = load_backbone(backbone_path, "cpu")
     texts, _ = load_texts(2048)
     rows = sorted(tokenize(bb.tokenizer, texts, None, bb.info.max_length, True), key=len)
-    with tempfile.TemporaryDirectory() as tmp:
-        write_adapter(Path(tmp) / "a", "a", AdapterSpec(bb.info.hidden_size, bb.info.num_layers), seed=1)
-        adapter = load_adapter(Path(tmp) / "a", bb.shape)
+    adapter = load_adapters(1, AdapterSpec(bb.info.hidden_size, bb.info.num_layers), bb)[0]
     done, lock = [], threading.Lock()
 
     def work(seed: int) -> None:
