@@ -22,8 +22,12 @@ $(STAMP): pyproject.toml Makefile
 serve: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/adapterserve serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider
+lint: $(STAMP)
+	$(VENV)/bin/ruff check service tests benchmarks
+	$(VENV)/bin/ruff format --check service tests benchmarks
+
+test: lint
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not minilm and not slow"

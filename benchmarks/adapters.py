@@ -19,14 +19,39 @@ from safetensors.torch import save_file
 
 LABELS = ["negative", "neutral", "positive"]
 BN_CONFIG = {
-    "adapter_residual_before_ln": False, "cross_adapter": False, "dropout": 0.0, "factorized_phm_W": True,
-    "factorized_phm_rule": False, "hypercomplex_nonlinearity": "glorot-uniform", "init_weights": "bert",
-    "init_weights_seed": None, "inv_adapter": None, "inv_adapter_reduction_factor": None, "is_parallel": False,
-    "learn_phm": True, "leave_out": [], "ln_after": False, "ln_before": False, "mh_adapter": False,
-    "non_linearity": "relu", "original_ln_after": True, "original_ln_before": True, "output_adapter": True,
-    "phm_bias": True, "phm_c_init": "normal", "phm_dim": 4, "phm_init_range": 0.0001, "phm_layer": False,
-    "phm_rank": 1, "reduction_factor": 16, "residual_before_ln": True, "scaling": 1.0, "shared_W_phm": False,
-    "shared_phm_rule": True, "stochastic_depth": 0.0, "use_gating": False,
+    "adapter_residual_before_ln": False,
+    "cross_adapter": False,
+    "dropout": 0.0,
+    "factorized_phm_W": True,
+    "factorized_phm_rule": False,
+    "hypercomplex_nonlinearity": "glorot-uniform",
+    "init_weights": "bert",
+    "init_weights_seed": None,
+    "inv_adapter": None,
+    "inv_adapter_reduction_factor": None,
+    "is_parallel": False,
+    "learn_phm": True,
+    "leave_out": [],
+    "ln_after": False,
+    "ln_before": False,
+    "mh_adapter": False,
+    "non_linearity": "relu",
+    "original_ln_after": True,
+    "original_ln_before": True,
+    "output_adapter": True,
+    "phm_bias": True,
+    "phm_c_init": "normal",
+    "phm_dim": 4,
+    "phm_init_range": 0.0001,
+    "phm_layer": False,
+    "phm_rank": 1,
+    "reduction_factor": 16,
+    "residual_before_ln": True,
+    "scaling": 1.0,
+    "shared_W_phm": False,
+    "shared_phm_rule": True,
+    "stochastic_depth": 0.0,
+    "use_gating": False,
 }
 
 
@@ -63,8 +88,14 @@ def write_adapter(folder: Path, name: str, spec: AdapterSpec, seed: int, backbon
     def rand(*shape, std=0.05):
         return (torch.randn(*shape, generator=g) * std).contiguous()
 
-    meta = {"hidden_size": H, "model_class": "BertAdapterModel", "model_name": backbone_name, "model_type": "bert",
-            "name": name, "version": "adapters.1.3.0"}
+    meta = {
+        "hidden_size": H,
+        "model_class": "BertAdapterModel",
+        "model_name": backbone_name,
+        "model_type": "bert",
+        "name": name,
+        "version": "adapters.1.3.0",
+    }
     config = dict(BN_CONFIG, reduction_factor=spec.reduction_factor)
     (folder / "adapter_config.json").write_text(json.dumps({"config": config, **meta}, indent=2, sort_keys=True))
     tensors = {}
@@ -75,9 +106,16 @@ def write_adapter(folder: Path, name: str, spec: AdapterSpec, seed: int, backbon
         tensors[p + "adapter_up.weight"] = rand(H, r)
         tensors[p + "adapter_up.bias"] = rand(H)
     save_file(tensors, str(folder / "adapter.safetensors"), metadata={"format": "pt"})
-    head_cfg = {"activation_function": "tanh", "bias": True, "dropout_prob": None, "head_type": "classification",
-                "label2id": {lab: i for i, lab in enumerate(LABELS[:spec.num_labels])},
-                "layers": spec.head_layers, "num_labels": spec.num_labels, "use_pooler": False}
+    head_cfg = {
+        "activation_function": "tanh",
+        "bias": True,
+        "dropout_prob": None,
+        "head_type": "classification",
+        "label2id": {lab: i for i, lab in enumerate(LABELS[: spec.num_labels])},
+        "layers": spec.head_layers,
+        "num_labels": spec.num_labels,
+        "use_pooler": False,
+    }
     (folder / "head_config.json").write_text(json.dumps({"config": head_cfg, **meta}, indent=2, sort_keys=True))
     head, idx = {}, 0
     for i in range(spec.head_layers):
@@ -93,10 +131,11 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def build_store(root: Path, names: list[str], spec: AdapterSpec, seed: int = 0,
-                extra: dict[str, AdapterSpec] | None = None) -> dict[str, int]:
+def build_store(
+    root: Path, names: list[str], spec: AdapterSpec, seed: int = 0, extra: dict[str, AdapterSpec] | None = None
+) -> dict[str, int]:
     """Publish random adapters into a LocalStore at root; returns name -> bytes on disk."""
-    from service.store.local import LocalStore
+    from adapterserve.store.local import LocalStore
 
     store = LocalStore(str(root), keep_versions=1)
     sizes = {}

@@ -1,7 +1,7 @@
 """The ceiling: the bare backbone batched in-process, no HTTP, no adapters, no batcher.
 
 The same texts in the same order, cut into batches of the server's max batch size; each batch is tokenized,
-padded to its longest row and encoded (service.engine.backbone.encode), one after another on this thread.
+padded to its longest row and encoded (adapterserve.engine.backbone.encode), one after another on this thread.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from service.engine.runner import pad
-from service.engine.tokenize import tokenize
+from adapterserve.engine.runner import pad
+from adapterserve.engine.tokenize import tokenize
 
 from .server import cpu_counters
 
@@ -32,10 +32,16 @@ class InprocResult:
         return self.sequences / self.seconds if self.seconds else 0.0
 
     def summary(self) -> dict:
-        return {"batch_size": self.batch_size, "sequences": self.sequences, "seconds": round(self.seconds, 3),
-                "seq_per_s": round(self.seq_per_s, 2), "padding_ratio": round(self.padding_ratio, 4),
-                "tokenize_share": round(self.tokenize_s / self.seconds, 4) if self.seconds else 0.0,
-                "others_cpu_cores": self.others_cpu_cores, "steal_cores": self.steal_cores}
+        return {
+            "batch_size": self.batch_size,
+            "sequences": self.sequences,
+            "seconds": round(self.seconds, 3),
+            "seq_per_s": round(self.seq_per_s, 2),
+            "padding_ratio": round(self.padding_ratio, 4),
+            "tokenize_share": round(self.tokenize_s / self.seconds, 4) if self.seconds else 0.0,
+            "others_cpu_cores": self.others_cpu_cores,
+            "steal_cores": self.steal_cores,
+        }
 
 
 def _sync(backbone) -> None:
@@ -43,8 +49,9 @@ def _sync(backbone) -> None:
         torch.cuda.synchronize(backbone.device)
 
 
-def bare_backbone(backbone, texts: list[str], batch_size: int, duration: float, warmup_batches: int = 2,
-                  inputs_per_batch_fn=None) -> InprocResult:
+def bare_backbone(
+    backbone, texts: list[str], batch_size: int, duration: float, warmup_batches: int = 2, inputs_per_batch_fn=None
+) -> InprocResult:
     """Batches of `batch_size` texts through tokenize -> pad -> encode for `duration` seconds (whole batches)."""
     pad_id = backbone.tokenizer.pad_token_id or 0
     limit = backbone.info.max_length
@@ -78,5 +85,6 @@ def bare_backbone(backbone, texts: list[str], batch_size: int, duration: float, 
         seconds = time.perf_counter() - t0
         m1, st1 = cpu_counters()
         others = max(0.0, (m1 - m0) - (time.process_time() - c0)) / seconds
-    return InprocResult(batch_size, n, seconds, 1 - real / max(1, padded), tok_s, round(others, 3),
-                        round((st1 - st0) / seconds, 3))
+    return InprocResult(
+        batch_size, n, seconds, 1 - real / max(1, padded), tok_s, round(others, 3), round((st1 - st0) / seconds, 3)
+    )

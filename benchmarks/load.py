@@ -21,6 +21,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+
 import httpx
 
 from .server import cpu_counters, cpu_seconds, parse_metrics
@@ -33,8 +34,10 @@ class Request:
 
     @property
     def wire(self) -> bytes:
-        return (f"POST {self.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(self.body)}\r\n\r\n").encode() + self.body
+        return (
+            f"POST {self.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(self.body)}\r\n\r\n"
+        ).encode() + self.body
 
 
 class RawConnection:
@@ -123,13 +126,21 @@ def connection(url: str, client: str, timeout: float):
 
 
 def zipf_weights(n: int, s: float) -> list[float]:
-    w = [1.0 / (k ** s) for k in range(1, n + 1)]
+    w = [1.0 / (k**s) for k in range(1, n + 1)]
     total = sum(w)
     return [x / total for x in w]
 
 
-def make_requests(texts: list[str], adapters: list[str], dist: str, n: int, seed: int = 0, s: float = 1.1,
-                  inputs_per_request: int = 1, route: str = "/classify") -> list[Request]:
+def make_requests(
+    texts: list[str],
+    adapters: list[str],
+    dist: str,
+    n: int,
+    seed: int = 0,
+    s: float = 1.1,
+    inputs_per_request: int = 1,
+    route: str = "/classify",
+) -> list[Request]:
     """n requests in a fixed order: texts in sequence, adapters drawn uniform or Zipf(s) (a000 hottest)."""
     rng = random.Random(seed)
     if dist == "zipf" and len(adapters) > 1:
@@ -215,16 +226,28 @@ class PhaseResult:
 
     def summary(self) -> dict:
         lat = sorted(self.latencies)
-        return {"mode": self.mode, "duration_s": round(self.duration_s, 3), "ok": self.ok,
-                "errors": self.errors, "req_per_s": round(self.rps, 2), "seq_per_s": round(self.seq_per_s, 2),
-                "req_per_s_window": round(self.window_rps, 2),
-                "p50_ms": round(1000 * quantile(lat, 0.5), 2), "p95_ms": round(1000 * quantile(lat, 0.95), 2),
-                "p99_ms": round(1000 * quantile(lat, 0.99), 2), "concurrency": self.concurrency,
-                "offered_rps": round(self.offered_rps, 2), "client_cpu_s": round(self.client_cpu_s, 2),
-                "server_cpu_s": round(self.server_cpu_s, 2),
-                "others_cpu_cores": round(max(0.0, self.machine_cpu_s - self.client_cpu_s - self.server_cpu_s)
-                                          / self.duration_s, 3) if self.machine_cpu_s else None,
-                "steal_cores": round(self.steal_s / self.duration_s, 3) if self.duration_s else None}
+        return {
+            "mode": self.mode,
+            "duration_s": round(self.duration_s, 3),
+            "ok": self.ok,
+            "errors": self.errors,
+            "req_per_s": round(self.rps, 2),
+            "seq_per_s": round(self.seq_per_s, 2),
+            "req_per_s_window": round(self.window_rps, 2),
+            "p50_ms": round(1000 * quantile(lat, 0.5), 2),
+            "p95_ms": round(1000 * quantile(lat, 0.95), 2),
+            "p99_ms": round(1000 * quantile(lat, 0.99), 2),
+            "concurrency": self.concurrency,
+            "offered_rps": round(self.offered_rps, 2),
+            "client_cpu_s": round(self.client_cpu_s, 2),
+            "server_cpu_s": round(self.server_cpu_s, 2),
+            "others_cpu_cores": round(
+                max(0.0, self.machine_cpu_s - self.client_cpu_s - self.server_cpu_s) / self.duration_s, 3
+            )
+            if self.machine_cpu_s
+            else None,
+            "steal_cores": round(self.steal_s / self.duration_s, 3) if self.duration_s else None,
+        }
 
 
 class _Window:
@@ -288,17 +311,30 @@ async def _edges(client, window: _Window, server_pid: int | None, scrape: bool, 
 
 
 def _client(url: str, connections: int, timeout: float) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=url, timeout=timeout,
-                             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections))
+    return httpx.AsyncClient(
+        base_url=url,
+        timeout=timeout,
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )
 
 
-async def closed_loop(url: str, requests: list[Request], concurrency: int, duration: float, warmup: float = 2.0,
-                      server_pid: int | None = None, scrape: bool = True, timeout: float = 120.0,
-                      inputs_per_request: int = 1, client: str = "raw") -> PhaseResult:
+async def closed_loop(
+    url: str,
+    requests: list[Request],
+    concurrency: int,
+    duration: float,
+    warmup: float = 2.0,
+    server_pid: int | None = None,
+    scrape: bool = True,
+    timeout: float = 120.0,
+    inputs_per_request: int = 1,
+    client: str = "raw",
+) -> PhaseResult:
     window = _Window(warmup, duration)
     box: dict = {}
     counter = iter(range(10**12))
     async with _client(url, 2, timeout) as control:
+
         async def worker():
             # One connection per worker (a shared httpx pool's bookkeeping grows with its connections).
             conn = connection(url, client, timeout)
@@ -314,18 +350,40 @@ async def closed_loop(url: str, requests: list[Request], concurrency: int, durat
         edges = asyncio.create_task(_edges(control, window, server_pid, scrape, box))
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         await edges
-    return PhaseResult("closed", duration, window.completed, window.ok, window.errors, window.latencies,
-                       concurrency=concurrency, inputs_per_request=inputs_per_request,
-                       client_cpu_s=box["cpu1"] - box["cpu0"], server_cpu_s=box["scpu1"] - box["scpu0"],
-                       machine_cpu_s=box["mcpu1"] - box["mcpu0"], steal_s=box["steal1"] - box["steal0"],
-                       metrics_before=box.get("before"), metrics_after=box.get("after"),
-                       metrics_interval_s=box.get("t1", 0.0) - box.get("t0", 0.0),
-                       done_times=window.done, window=(window.start, window.end))
+    return PhaseResult(
+        "closed",
+        duration,
+        window.completed,
+        window.ok,
+        window.errors,
+        window.latencies,
+        concurrency=concurrency,
+        inputs_per_request=inputs_per_request,
+        client_cpu_s=box["cpu1"] - box["cpu0"],
+        server_cpu_s=box["scpu1"] - box["scpu0"],
+        machine_cpu_s=box["mcpu1"] - box["mcpu0"],
+        steal_s=box["steal1"] - box["steal0"],
+        metrics_before=box.get("before"),
+        metrics_after=box.get("after"),
+        metrics_interval_s=box.get("t1", 0.0) - box.get("t0", 0.0),
+        done_times=window.done,
+        window=(window.start, window.end),
+    )
 
 
-async def open_loop(url: str, requests: list[Request], rate: float, duration: float, warmup: float = 2.0,
-                    seed: int = 0, server_pid: int | None = None, scrape: bool = True, timeout: float = 60.0,
-                    inputs_per_request: int = 1, client: str = "raw") -> PhaseResult:
+async def open_loop(
+    url: str,
+    requests: list[Request],
+    rate: float,
+    duration: float,
+    warmup: float = 2.0,
+    seed: int = 0,
+    server_pid: int | None = None,
+    scrape: bool = True,
+    timeout: float = 60.0,
+    inputs_per_request: int = 1,
+    client: str = "raw",
+) -> PhaseResult:
     """Poisson arrivals at `rate` per second; every arrival gets its own task (unbounded concurrency) and an idle
     keep-alive connection if one is free, else a new one."""
     window = _Window(warmup, duration)
@@ -335,6 +393,7 @@ async def open_loop(url: str, requests: list[Request], rate: float, duration: fl
     idle: list = []
     opened: list = []
     async with _client(url, 2, timeout) as control:
+
         async def one(req: Request, scheduled: float):
             if idle:
                 conn = idle.pop()
@@ -361,16 +420,35 @@ async def open_loop(url: str, requests: list[Request], rate: float, duration: fl
             await asyncio.wait(tasks, timeout=timeout)
         for conn in opened:
             await conn.aclose()
-    return PhaseResult("open", duration, window.completed, window.ok, window.errors, window.latencies,
-                       offered_rps=rate, inputs_per_request=inputs_per_request, concurrency=len(opened),
-                       client_cpu_s=box["cpu1"] - box["cpu0"], server_cpu_s=box["scpu1"] - box["scpu0"],
-                       machine_cpu_s=box["mcpu1"] - box["mcpu0"], steal_s=box["steal1"] - box["steal0"],
-                       metrics_before=box.get("before"), metrics_after=box.get("after"),
-                       metrics_interval_s=box.get("t1", 0.0) - box.get("t0", 0.0))
+    return PhaseResult(
+        "open",
+        duration,
+        window.completed,
+        window.ok,
+        window.errors,
+        window.latencies,
+        offered_rps=rate,
+        inputs_per_request=inputs_per_request,
+        concurrency=len(opened),
+        client_cpu_s=box["cpu1"] - box["cpu0"],
+        server_cpu_s=box["scpu1"] - box["scpu0"],
+        machine_cpu_s=box["mcpu1"] - box["mcpu0"],
+        steal_s=box["steal1"] - box["steal0"],
+        metrics_before=box.get("before"),
+        metrics_after=box.get("after"),
+        metrics_interval_s=box.get("t1", 0.0) - box.get("t0", 0.0),
+    )
 
 
-async def sequential(url: str, requests: list[Request], n: int, warmup: int = 3,
-                     pause_s: float = 0.0, timeout: float = 60.0, client: str = "raw") -> PhaseResult:
+async def sequential(
+    url: str,
+    requests: list[Request],
+    n: int,
+    warmup: int = 3,
+    pause_s: float = 0.0,
+    timeout: float = 60.0,
+    client: str = "raw",
+) -> PhaseResult:
     """One request at a time on an otherwise idle server: the idle latency."""
     lat, errors, ok = [], {}, 0
     t_start = time.monotonic()
@@ -390,8 +468,9 @@ async def sequential(url: str, requests: list[Request], n: int, warmup: int = 3,
                 await asyncio.sleep(pause_s)
     finally:
         await conn.aclose()
-    return PhaseResult("sequential", time.monotonic() - t_start, ok + sum(errors.values()), ok, errors, lat,
-                       concurrency=1)
+    return PhaseResult(
+        "sequential", time.monotonic() - t_start, ok + sum(errors.values()), ok, errors, lat, concurrency=1
+    )
 
 
 def run(coro):

@@ -29,8 +29,11 @@ def build_app(backbone: str, tasks: int, device: str = "cpu", serial: bool = Fal
     for k in range(tasks):
         torch.manual_seed(k)
         model = BertForSequenceClassification.from_pretrained(
-            backbone, num_labels=3, id2label={0: "negative", 1: "neutral", 2: "positive"},
-            label2id={"negative": 0, "neutral": 1, "positive": 2})
+            backbone,
+            num_labels=3,
+            id2label={0: "negative", 1: "neutral", 2: "positive"},
+            label2id={"negative": 0, "neutral": 1, "positive": 2},
+        )
         model.eval()
         if device == "cuda":
             model = model.half()
@@ -73,8 +76,11 @@ def main() -> None:
     parser.add_argument("--backbone", required=True)
     parser.add_argument("--tasks", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--serial", action="store_true",
-                        help="one forward at a time (a lock around the pipeline) instead of concurrent forwards")
+    parser.add_argument(
+        "--serial",
+        action="store_true",
+        help="one forward at a time (a lock around the pipeline) instead of concurrent forwards",
+    )
     args = parser.parse_args()
     import uvicorn
 

@@ -3,12 +3,12 @@
 Cases, all through the same `Backbone.encode` on pre-tokenized batches (no HTTP, no tokenization):
 
 - bare encode: the backbone alone.
-- 1 adapter: service.engine.runner's path with every row on one adapter.
+- 1 adapter: adapterserve.engine.runner's path with every row on one adapter.
 - N adapters, uniform or Zipf row assignment, two ways:
-  - `loop`: service.adapters.batch.AdapterBatch with group_min = infinity (a few small ops per adapter per
+  - `loop`: adapterserve.adapters.batch.AdapterBatch with group_min = infinity (a few small ops per adapter per
     site);
   - `row-wise` (the service default): each row gets its adapter's weights stacked into [rows, out, in]
-    tensors (service/adapters/grouped.py), a handful of bmm calls per site whatever the number of adapters.
+    tensors (service/adapterserve/adapters/grouped.py), a handful of bmm calls per site whatever the number of adapters.
 - 1 adapter, bucketed: the same rows cut into batches after sorting each window of 4 batches by length
   (what the batcher's length bucketing can reach when enough is queued).
 
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from service.adapters.batch import GROUP_MIN, AdapterBatch
-from service.engine.runner import pad
-from service.engine.tokenize import tokenize
+from adapterserve.adapters.batch import GROUP_MIN, AdapterBatch
+from adapterserve.engine.runner import pad
+from adapterserve.engine.tokenize import tokenize
 
 from .adapters import AdapterSpec, write_adapter
 from .load import zipf_weights
@@ -82,7 +82,7 @@ def _interleaved(cases: dict, budget_s: float, rounds_multiple: int = 1) -> tupl
 
 
 def load_adapters(n: int, spec: AdapterSpec, backbone) -> list:
-    from service.formats.registry import load_adapter
+    from adapterserve.formats.registry import load_adapter
 
     out = []
     with tempfile.TemporaryDirectory(prefix="bench-proto-") as tmp:
@@ -103,7 +103,7 @@ def run_prototypes(backbone, texts: list[str], spec: AdapterSpec, cfg, seconds: 
     adapters = load_adapters(max(n_adapters, n_most), spec, backbone)
     window = 4 * bs
     n_batches = max(4, min(len(rows) // bs // 4 * 4, 16))
-    arrival = [rows[k * bs:(k + 1) * bs] for k in range(n_batches)]
+    arrival = [rows[k * bs : (k + 1) * bs] for k in range(n_batches)]
     rng = random.Random(cfg.seed)
     zipf = zipf_weights(n_adapters, cfg.zipf_s)
 
@@ -118,8 +118,8 @@ def run_prototypes(backbone, texts: list[str], spec: AdapterSpec, cfg, seconds: 
     def bucketed():
         out = []
         for start in range(0, n_batches * bs, window):
-            w = sorted(rows[start:start + window], key=len)
-            out += [w[k:k + bs] for k in range(0, len(w), bs)]
+            w = sorted(rows[start : start + window], key=len)
+            out += [w[k : k + bs] for k in range(0, len(w), bs)]
         return [b for b in out if len(b) == bs]
 
     pad_id = backbone.tokenizer.pad_token_id or 0
@@ -139,13 +139,13 @@ def run_prototypes(backbone, texts: list[str], spec: AdapterSpec, cfg, seconds: 
         def fn(item):
             logits(backbone, item[0], item[1], _plan(item[1], group_min))
             sync()
+
         return fn
 
     one = [(b, [adapters[0]] * len(b)) for b in arrival]
     uni = [assign(b, "uniform") for b in arrival]
     zpf = [assign(b, "zipf") for b in arrival]
-    cases = {"bare encode (no adapter, no head)": (bare, [(b, None) for b in arrival]),
-             "1 adapter": (with_plan(), one)}
+    cases = {"bare encode (no adapter, no head)": (bare, [(b, None) for b in arrival]), "1 adapter": (with_plan(), one)}
     for dist, batches in (("uniform", uni), ("Zipf", zpf)):
         cases[f"{n_adapters} adapters {dist}: loop"] = (with_plan(NO_GROUPING), batches)
         cases[f"{n_adapters} adapters {dist}: row-wise (service default)"] = (with_plan(), batches)
@@ -156,8 +156,10 @@ def run_prototypes(backbone, texts: list[str], spec: AdapterSpec, cfg, seconds: 
         cases[f"{n_most} adapters uniform: row-wise (service default)"] = (with_plan(), most)
     bb = bucketed()
     if bb:
-        cases[f"1 adapter, bucketed by length within {window} rows"] = \
-            (with_plan(), [(b, [adapters[0]] * len(b)) for b in bb])
+        cases[f"1 adapter, bucketed by length within {window} rows"] = (
+            with_plan(),
+            [(b, [adapters[0]] * len(b)) for b in bb],
+        )
 
     # every path must give the per-segment loop's logits
     tol = 1e-4 if backbone.dtype == torch.float32 else 3e-2
@@ -168,25 +170,38 @@ def run_prototypes(backbone, texts: list[str], spec: AdapterSpec, cfg, seconds: 
             got = logits(backbone, batch[0], batch[1], _plan(batch[1], group_min))
             max_diff = max(max_diff, max(float((a - b).abs().max()) for a, b in zip(ref, got)))
     measured, (others, steal) = _interleaved(cases, seconds, rounds_multiple=window // bs)
-    segs = {f"{n_adapters} {d}": sum(len(set(map(id, b[1]))) for b in batches) / len(batches)
-            for d, batches in (("uniform", uni), ("Zipf", zpf))}
+    segs = {
+        f"{n_adapters} {d}": sum(len(set(map(id, b[1]))) for b in batches) / len(batches)
+        for d, batches in (("uniform", uni), ("Zipf", zpf))
+    }
     if most:
         segs[f"{n_most} uniform"] = sum(len(set(map(id, b[1]))) for b in most) / len(most)
-    return {"batch_size": bs, "adapters": n_adapters, "seconds": seconds, "max_abs_diff": max_diff,
-            "matches": max_diff <= tol, "others_cpu_cores": round(others, 3), "steal_cores": round(steal, 3),
-            "segments_per_batch": segs,
-            "cases": {k: {"rows_per_s": round(v[0], 2), "padding": round(v[1], 4)} for k, v in measured.items()}}
+    return {
+        "batch_size": bs,
+        "adapters": n_adapters,
+        "seconds": seconds,
+        "max_abs_diff": max_diff,
+        "matches": max_diff <= tol,
+        "others_cpu_cores": round(others, 3),
+        "steal_cores": round(steal, 3),
+        "segments_per_batch": segs,
+        "cases": {k: {"rows_per_s": round(v[0], 2), "padding": round(v[1], 4)} for k, v in measured.items()},
+    }
 
 
 def render_prototypes(p: dict) -> list[str]:
     base = p["cases"].get("1 adapter", {}).get("rows_per_s")
     segs = ", ".join(f"{d} {n:.1f}" for d, n in p.get("segments_per_batch", {}).items())
-    lines = [f"Batches of {p['batch_size']} pre-tokenized rows; the cases take turns batch by batch over the same "
-             f"batches for {p['seconds']:g} s in all (so drift hits them alike). Distinct adapters per batch: "
-             f"{segs}. Logits of the row-wise path vs the loop: max |diff| {p['max_abs_diff']:.1e} "
-             f"({'match' if p['matches'] else 'MISMATCH'}). Other processes used {p.get('others_cpu_cores', 0):.2f} "
-             f"cores meanwhile (hypervisor steal {p.get('steal_cores') or 0:.2f}).", "",
-             "| case | rows/s | vs 1 adapter | padding |", "|---|---:|---:|---:|"]
+    lines = [
+        f"Batches of {p['batch_size']} pre-tokenized rows; the cases take turns batch by batch over the same "
+        f"batches for {p['seconds']:g} s in all (so drift hits them alike). Distinct adapters per batch: "
+        f"{segs}. Logits of the row-wise path vs the loop: max |diff| {p['max_abs_diff']:.1e} "
+        f"({'match' if p['matches'] else 'MISMATCH'}). Other processes used {p.get('others_cpu_cores', 0):.2f} "
+        f"cores meanwhile (hypervisor steal {p.get('steal_cores') or 0:.2f}).",
+        "",
+        "| case | rows/s | vs 1 adapter | padding |",
+        "|---|---:|---:|---:|",
+    ]
     for name, c in p["cases"].items():
         rel = f"{c['rows_per_s'] / base:.3f}x" if base else "-"
         lines.append(f"| {name} | {c['rows_per_s']:,.1f} | {rel} | {c['padding']:.0%} |")

@@ -60,7 +60,7 @@ def bracket(results: dict, strategy: str, rec: dict) -> tuple[float | None, list
     phases = _phases(results, strategy)
     i = next(j for j, r in enumerate(phases) if r is rec)
     before = next((r for r in reversed(phases[:i]) if _single(results, r)), None)
-    after = next((r for r in phases[i + 1:] if _single(results, r)), None)
+    after = next((r for r in phases[i + 1 :] if _single(results, r)), None)
     around = [r for r in (before, after) if r is not None]
     return (sum(r["seq_per_s"] for r in around) / len(around) if around else None), around
 
@@ -80,8 +80,9 @@ def targets(results: dict) -> list[dict]:
 
     def add(name, required, measured, ok, why="", ratio=None):
         status = "N/A" if ok is None else ("PASS" if ok else "SHORT")
-        out.append({"target": name, "required": required, "measured": measured, "status": status, "why": why,
-                    "ratio": ratio})
+        out.append(
+            {"target": name, "required": required, "measured": measured, "status": status, "why": why, "ratio": ratio}
+        )
 
     mid = 100 if cfg["device"] == "cuda" else 64
     for n, need in ((mid, 0.95), (512, 0.9)):
@@ -93,44 +94,82 @@ def targets(results: dict) -> list[dict]:
             if not ref:
                 continue
             ratio = r["seq_per_s"] / ref
-            add(f"mixed, {n} adapters ({dist}) vs 1 adapter", f">= {need}x",
+            add(
+                f"mixed, {n} adapters ({dist}) vs 1 adapter",
+                f">= {need}x",
                 f"{ratio:.3f}x ({_f(r['seq_per_s'])} vs {_f(ref)} seq/s, the single-adapter phases around it)",
-                ratio >= need, why_mixed(results, r, around), ratio)
+                ratio >= need,
+                why_mixed(results, r, around),
+                ratio,
+            )
     if single and bare:
         ratio = single / bare
-        add("1 adapter served vs bare backbone in-process", ">= 0.9x",
+        add(
+            "1 adapter served vs bare backbone in-process",
+            ">= 0.9x",
             f"{ratio:.3f}x ({_f(single)} seq/s, mean of {len(s1)} single-adapter phases, vs {_f(bare)} seq/s, mean "
-            "of the bare runs before and after the mixed server)", ratio >= 0.9, why_bare(results, s1), ratio)
+            "of the bare runs before and after the mixed server)",
+            ratio >= 0.9,
+            why_bare(results, s1),
+            ratio,
+        )
     for dist in ("uniform", "zipf"):
         m, p = _find(results, "mixed", mid, dist), _find(results, "per_adapter", mid, dist)
         if m and p:
             ratio = m["seq_per_s"] / p["seq_per_s"] if p["seq_per_s"] else float("inf")
-            add(f"mixed vs per-adapter batches, {mid} adapters ({dist})", ">= 2x",
-                f"{ratio:.2f}x ({_f(m['seq_per_s'])} vs {_f(p['seq_per_s'])} seq/s)", ratio >= 2,
-                why_per_adapter(results, m, p), ratio)
+            add(
+                f"mixed vs per-adapter batches, {mid} adapters ({dist})",
+                ">= 2x",
+                f"{ratio:.2f}x ({_f(m['seq_per_s'])} vs {_f(p['seq_per_s'])} seq/s)",
+                ratio >= 2,
+                why_per_adapter(results, m, p),
+                ratio,
+            )
     idle = (results.get("mixed") or {}).get("idle")
     op = (results.get("mixed") or {}).get("open")
     half = next((r for r in (op or {}).get("phases", []) if abs(r.get("fraction", 0) - 0.5) < 1e-6), None)
     if idle and half and half["ok"] and idle["ok"]:
         ratio = half["p99_ms"] / idle["p50_ms"] if idle["p50_ms"] else float("inf")
-        add("p99 at half of peak load vs idle p50", "<= 4x",
+        add(
+            "p99 at half of peak load vs idle p50",
+            "<= 4x",
             f"{ratio:.2f}x (p99 {_f(half['p99_ms'])} ms at {_f(half['offered_rps'])} req/s; idle p50 "
-            f"{_f(idle['p50_ms'])} ms)", ratio <= 4, why_latency(results, half, idle), ratio)
+            f"{_f(idle['p50_ms'])} ms)",
+            ratio <= 4,
+            why_latency(results, half, idle),
+            ratio,
+        )
     cold = (results.get("mixed") or {}).get("cold")
     if cold and cold["adapters"]:
         worst = max(c["cold_ms"] for c in cold["adapters"])
         med = sorted(c["cold_ms"] for c in cold["adapters"])[len(cold["adapters"]) // 2]
-        add(f"cold load of a {cold['bytes'] / 1e6:.1f} MB adapter to first answer", "<= 50 ms",
-            f"median {_f(med)} ms over {len(cold['adapters'])} adapters (worst {_f(worst)} ms)", med <= 50,
-            why_cold(cold), med)
+        add(
+            f"cold load of a {cold['bytes'] / 1e6:.1f} MB adapter to first answer",
+            "<= 50 ms",
+            f"median {_f(med)} ms over {len(cold['adapters'])} adapters (worst {_f(worst)} ms)",
+            med <= 50,
+            why_cold(cold),
+            med,
+        )
     if cfg["device"] == "cuda":
         r = _find(results, "mixed", 100, "uniform") or _find(results, "mixed", 100, "zipf")
         if r:
-            add("H100, BERT-base, 128 tokens, 100 mixed adapters", ">= 10,000 seq/s", f"{_f(r['seq_per_s'], 0)} seq/s",
-                r["seq_per_s"] >= 10000, "" if r["seq_per_s"] >= 10000 else why_gpu(results, r), r["seq_per_s"])
+            add(
+                "H100, BERT-base, 128 tokens, 100 mixed adapters",
+                ">= 10,000 seq/s",
+                f"{_f(r['seq_per_s'], 0)} seq/s",
+                r["seq_per_s"] >= 10000,
+                "" if r["seq_per_s"] >= 10000 else why_gpu(results, r),
+                r["seq_per_s"],
+            )
     else:
-        add("H100, BERT-base, 128 tokens, 100 mixed adapters", ">= 10,000 seq/s", "not run", None,
-            "No GPU was lent to this session: the CUDA path (`--device cuda`) is written but was not run here.")
+        add(
+            "H100, BERT-base, 128 tokens, 100 mixed adapters",
+            ">= 10,000 seq/s",
+            "not run",
+            None,
+            "No GPU was lent to this session: the CUDA path (`--device cuda`) is written but was not run here.",
+        )
     return out
 
 
@@ -140,9 +179,11 @@ def _busy(x) -> str:
 
 
 def _busy_rate(r: dict) -> str:
-    return (f"workers busy {_busy(r.get('inference_busy', 0))}, {_f(r.get('rows_per_inference_s'))} rows per "
-            f"busy second, {_f(r.get('ms_per_batch'))} ms per batch of {_f(r.get('mean_batch'))} rows, padding "
-            f"{r.get('padding_ratio', 0):.0%}")
+    return (
+        f"workers busy {_busy(r.get('inference_busy', 0))}, {_f(r.get('rows_per_inference_s'))} rows per "
+        f"busy second, {_f(r.get('ms_per_batch'))} ms per batch of {_f(r.get('mean_batch'))} rows, padding "
+        f"{r.get('padding_ratio', 0):.0%}"
+    )
 
 
 def _proto(results: dict, name_start: str) -> dict | None:
@@ -158,8 +199,10 @@ def _proto_line(results: dict, n: int, dist: str) -> str:
     if not one or not all(c for _, c in cases):
         return ""
     rel = ", ".join(f"{w} {c['rows_per_s'] / one['rows_per_s']:.3f}x" for w, c in cases)
-    return (f" In-process, on batches of the same texts without HTTP (see Mixed-batch paths), {n} {label} adapters "
-            f"reach: {rel} of the 1-adapter rate.")
+    return (
+        f" In-process, on batches of the same texts without HTTP (see Mixed-batch paths), {n} {label} adapters "
+        f"reach: {rel} of the 1-adapter rate."
+    )
 
 
 def _mean_of(recs: list[dict], key: str) -> float:
@@ -170,65 +213,103 @@ def _mean_of(recs: list[dict], key: str) -> float:
 def why_mixed(results, r, around) -> str:
     if not around:
         return ""
-    s = {k: _mean_of(around, k) for k in ("rows_per_inference_s", "inference_busy", "ms_per_batch", "mean_batch",
-                                          "padding_ratio")}
+    s = {
+        k: _mean_of(around, k)
+        for k in ("rows_per_inference_s", "inference_busy", "ms_per_batch", "mean_batch", "padding_ratio")
+    }
     comp = r.get("rows_per_inference_s", 0) / s["rows_per_inference_s"] if s["rows_per_inference_s"] else 0
     busy = r.get("inference_busy", 0) / s["inference_busy"] if s["inference_busy"] else 0
-    where = ("in the batch's compute: the per-adapter work of the mixed batch (service/adapters/grouped.py: each "
-             "row's adapter weights are stacked per site, then a few bmm calls)" if comp < busy
-             else "outside the compute (the workers wait for work)")
-    return (f"{r['adapters']} adapters: {_busy_rate(r)}, {_f(r.get('adapters_per_batch'))} distinct adapters per "
-            f"batch; the 1-adapter phases around it: {_busy_rate(s)}. Compute-rate ratio {comp:.3f}, busy ratio "
-            f"{busy:.3f}: the loss is {where}." + _proto_line(results, r["adapters"], r["dist"]))
+    where = (
+        "in the batch's compute: the per-adapter work of the mixed batch "
+        "(service/adapterserve/adapters/grouped.py: each "
+        "row's adapter weights are stacked per site, then a few bmm calls)"
+        if comp < busy
+        else "outside the compute (the workers wait for work)"
+    )
+    return (
+        f"{r['adapters']} adapters: {_busy_rate(r)}, {_f(r.get('adapters_per_batch'))} distinct adapters per "
+        f"batch; the 1-adapter phases around it: {_busy_rate(s)}. Compute-rate ratio {comp:.3f}, busy ratio "
+        f"{busy:.3f}: the loss is {where}." + _proto_line(results, r["adapters"], r["dist"])
+    )
 
 
 def why_bare(results, s1) -> str:
     if not s1:
         return ""
-    s = {k: _mean_of(s1, k) for k in ("rows_per_inference_s", "inference_busy", "ms_per_batch", "mean_batch",
-                                      "padding_ratio", "server_cpu_cores", "client_cpu_share")}
+    s = {
+        k: _mean_of(s1, k)
+        for k in (
+            "rows_per_inference_s",
+            "inference_busy",
+            "ms_per_batch",
+            "mean_batch",
+            "padding_ratio",
+            "server_cpu_cores",
+            "client_cpu_share",
+        )
+    }
     bare = results.get("bare", {})
     comp = s["rows_per_inference_s"] / bare_rate(results) if bare_rate(results) else 0
     one = _proto(results, "1 adapter")
-    extra = (f" In-process, the 1-adapter path (adapter and head included) runs at {one['rows_per_s']:.1f} rows/s "
-             "on arrival-order batches of the same texts, about the bare rate: the adapter costs little, the gap is "
-             "in serving (the forward shares the 2 cores with the event loop, tokenization and the load "
-             "generator).") if one else ""
-    return (f"served (mean of the single-adapter phases): {_busy_rate(s)}; server CPU {s['server_cpu_cores']:.2f} "
-            f"cores, load generator {s['client_cpu_share']:.2f} cores. Bare: padding {bare.get('padding_ratio', 0):.0%} "
-            f"(arrival order), tokenization {bare.get('tokenize_share', 0):.0%} of its time. Compute-rate ratio "
-            f"served/bare {comp:.3f}." + extra)
+    extra = (
+        (
+            f" In-process, the 1-adapter path (adapter and head included) runs at {one['rows_per_s']:.1f} rows/s "
+            "on arrival-order batches of the same texts, about the bare rate: the adapter costs little, the gap is "
+            "in serving (the forward shares the 2 cores with the event loop, tokenization and the load "
+            "generator)."
+        )
+        if one
+        else ""
+    )
+    return (
+        f"served (mean of the single-adapter phases): {_busy_rate(s)}; server CPU {s['server_cpu_cores']:.2f} "
+        f"cores, load generator {s['client_cpu_share']:.2f} cores. Bare: padding {bare.get('padding_ratio', 0):.0%} "
+        f"(arrival order), tokenization {bare.get('tokenize_share', 0):.0%} of its time. Compute-rate ratio "
+        f"served/bare {comp:.3f}." + extra
+    )
 
 
 def why_per_adapter(results, m, p) -> str:
     pm, pp = m.get("rows_per_inference_s") or 0, p.get("rows_per_inference_s") or 0
     per_row = f"{pm / pp:.2f}x" if pp else "-"
-    return (f"per-adapter: {_busy_rate(p)}; mixed: {_busy_rate(m)}. The mixed batches compute {per_row} the rows "
-            "per busy second of the per-adapter ones: on this CPU a pass of a few rows costs more per row than a "
-            "full one, but not twice as much, because a CPU pass's cost grows with its padded tokens. The 2x "
-            "target assumes a GPU, where a pass of a few rows leaves most of the device idle.")
+    return (
+        f"per-adapter: {_busy_rate(p)}; mixed: {_busy_rate(m)}. The mixed batches compute {per_row} the rows "
+        "per busy second of the per-adapter ones: on this CPU a pass of a few rows costs more per row than a "
+        "full one, but not twice as much, because a CPU pass's cost grows with its padded tokens. The 2x "
+        "target assumes a GPU, where a pass of a few rows leaves most of the device idle."
+    )
 
 
 def why_latency(results, half, idle) -> str:
     peak = (results.get("mixed") or {}).get("open", {})
     peak_rec = _find(results, "mixed", peak.get("adapters", 0), peak.get("dist", "")) if peak else None
-    eff = (f" Small batches are slow per row on this CPU: {_f(half.get('rows_per_inference_s'))} rows per busy "
-           f"second at {_f(half.get('mean_batch'))} rows per batch against "
-           f"{_f(peak_rec.get('rows_per_inference_s'))} at {_f(peak_rec.get('mean_batch'))} (the closed-loop peak), "
-           f"so half the peak's requests keep {half.get('inference_busy', 0):.2f} workers busy on average and "
-           "requests queue behind each other.") if peak_rec else ""
-    return (f"at {half['offered_rps']:.0f} req/s offered: p50 {_f(half['p50_ms'])} ms, p95 {_f(half['p95_ms'])} ms, "
-            f"p99 {_f(half['p99_ms'])} ms; mean batch {_f(half.get('mean_batch'))} rows, "
-            f"{_f(half.get('ms_per_batch'))} ms per batch, queue wait {_f(half.get('queue_wait_ms'))} ms. An idle "
-            f"request (one row alone) takes {_f(idle['p50_ms'])} ms." + eff)
+    eff = (
+        (
+            f" Small batches are slow per row on this CPU: {_f(half.get('rows_per_inference_s'))} rows per busy "
+            f"second at {_f(half.get('mean_batch'))} rows per batch against "
+            f"{_f(peak_rec.get('rows_per_inference_s'))} at {_f(peak_rec.get('mean_batch'))} (the closed-loop peak), "
+            f"so half the peak's requests keep {half.get('inference_busy', 0):.2f} workers busy on average and "
+            "requests queue behind each other."
+        )
+        if peak_rec
+        else ""
+    )
+    return (
+        f"at {half['offered_rps']:.0f} req/s offered: p50 {_f(half['p50_ms'])} ms, p95 {_f(half['p95_ms'])} ms, "
+        f"p99 {_f(half['p99_ms'])} ms; mean batch {_f(half.get('mean_batch'))} rows, "
+        f"{_f(half.get('ms_per_batch'))} ms per batch, queue wait {_f(half.get('queue_wait_ms'))} ms. An idle "
+        f"request (one row alone) takes {_f(idle['p50_ms'])} ms." + eff
+    )
 
 
 def why_cold(cold) -> str:
     warm = sorted(c["warm_ms"] for c in cold["adapters"])[len(cold["adapters"]) // 2]
-    return (f"server-side load (store read, safetensors, validation; adapterserve_adapter_load_seconds) "
-            f"{_f(cold.get('server_load_ms_mean'))} ms mean over {cold.get('loads')} loads; the next (warm) request "
-            f"to the same adapter takes {_f(warm)} ms (median), most of it the forward pass of one text on this CPU. "
-            "The cold answer is the load plus a warm answer: the load alone fits in the 50 ms.")
+    return (
+        f"server-side load (store read, safetensors, validation; adapterserve_adapter_load_seconds) "
+        f"{_f(cold.get('server_load_ms_mean'))} ms mean over {cold.get('loads')} loads; the next (warm) request "
+        f"to the same adapter takes {_f(warm)} ms (median), most of it the forward pass of one text on this CPU. "
+        "The cold answer is the load plus a warm answer: the load alone fits in the 50 ms."
+    )
 
 
 def why_gpu(results, r) -> str:
@@ -237,26 +318,34 @@ def why_gpu(results, r) -> str:
 
 # ---- tables -------------------------------------------------------------------------------------------------------
 def _throughput_table(results: dict) -> list[str]:
-    rows = ["| strategy | adapters | traffic | C | req/s | seq/s | p50 ms | p95 ms | p99 ms | mean batch | "
-            "batch sizes | padding | adapters/batch | workers busy | rows per busy s | server CPU (cores) | "
-            "client CPU (cores) | other processes (cores) | steal (cores) | peak RSS | errors |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = [
+        "| strategy | adapters | traffic | C | req/s | seq/s | p50 ms | p95 ms | p99 ms | mean batch | "
+        "batch sizes | padding | adapters/batch | workers busy | rows per busy s | server CPU (cores) | "
+        "client CPU (cores) | other processes (cores) | steal (cores) | peak RSS | errors |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     bare = results.get("bare")
     for key in ("bare", "bare_end"):
         b = results.get(key)
         if b:
-            rows.append(f"| bare backbone in-process{' (after the mixed server)' if key == 'bare_end' else ''} | - | "
-                        f"same texts, batches of {b['batch_size']} | - | - | **{_f(b['seq_per_s'])}** | - | - | - | "
-                        f"{b['batch_size']} | all {b['batch_size']} | {b['padding_ratio']:.0%} | - | 100% | "
-                        f"{_f(b['seq_per_s'])} | - | - | {_f(b.get('others_cpu_cores'), 2)} | "
-                        f"{_f(b.get('steal_cores'), 2)} | - | - |")
-    names = {"naive": "naive (HF pipeline per task)", "per_adapter": "adapterserve, per-adapter batches",
-             "mixed": "adapterserve, mixed batches"}
+            rows.append(
+                f"| bare backbone in-process{' (after the mixed server)' if key == 'bare_end' else ''} | - | "
+                f"same texts, batches of {b['batch_size']} | - | - | **{_f(b['seq_per_s'])}** | - | - | - | "
+                f"{b['batch_size']} | all {b['batch_size']} | {b['padding_ratio']:.0%} | - | 100% | "
+                f"{_f(b['seq_per_s'])} | - | - | {_f(b.get('others_cpu_cores'), 2)} | "
+                f"{_f(b.get('steal_cores'), 2)} | - | - |"
+            )
+    names = {
+        "naive": "naive (HF pipeline per task)",
+        "per_adapter": "adapterserve, per-adapter batches",
+        "mixed": "adapterserve, mixed batches",
+    }
     for strategy in ("naive", "per_adapter", "mixed"):
         for r in _phases(results, strategy):
             rows.append(
                 f"| {names[strategy]} | {r['adapters']} | {r['dist'] if r['adapters'] > 1 else r['label']} "
-                f"| {r.get('concurrency', '-')} | {_f(r['req_per_s'])} | **{_f(r['seq_per_s'])}** | {_f(r['p50_ms'], 0)} | {_f(r['p95_ms'], 0)} | "
+                f"| {r.get('concurrency', '-')} | {_f(r['req_per_s'])} | **{_f(r['seq_per_s'])}** "
+                f"| {_f(r['p50_ms'], 0)} | {_f(r['p95_ms'], 0)} | "
                 f"{_f(r['p99_ms'], 0)} | {_f(r.get('mean_batch'))} | {_dist(r)} | "
                 f"{'-' if 'padding_ratio' not in r else format(r['padding_ratio'], '.0%')} | "
                 f"{_f(r.get('adapters_per_batch'))} | "
@@ -264,7 +353,8 @@ def _throughput_table(results: dict) -> list[str]:
                 f"{_f(r.get('rows_per_inference_s'))} | {_f(r.get('server_cpu_cores'), 2)} | "
                 f"{_f(r.get('client_cpu_share'), 2)} | {_f(r.get('others_cpu_cores'), 2)} | "
                 f"{_f(r.get('steal_cores'), 2)} | {_mb(r.get('rss_peak'))} | "
-                f"{sum(r['errors'].values()) if r['errors'] else 0} |")
+                f"{sum(r['errors'].values()) if r['errors'] else 0} |"
+            )
     del bare
     return rows
 
@@ -273,28 +363,35 @@ def _open_table(results: dict) -> list[str]:
     op = (results.get("mixed") or {}).get("open")
     if not op:
         return ["(not run)"]
-    rows = [f"Peak: {_f(op['peak_req_per_s'])} req/s (the closed-loop phase with {op['adapters']} adapters, "
-            f"{op['dist']} traffic). Poisson arrivals at a fraction of it:", "",
-            "| offered req/s | fraction of peak | answered req/s | p50 ms | p95 ms | p99 ms | mean batch | "
-            "ms per batch | queue wait ms | padding | workers busy |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        f"Peak: {_f(op['peak_req_per_s'])} req/s (the closed-loop phase with {op['adapters']} adapters, "
+        f"{op['dist']} traffic). Poisson arrivals at a fraction of it:",
+        "",
+        "| offered req/s | fraction of peak | answered req/s | p50 ms | p95 ms | p99 ms | mean batch | "
+        "ms per batch | queue wait ms | padding | workers busy |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in op["phases"]:
-        rows.append(f"| {_f(r['offered_rps'])} | {r['fraction']:.0%} | {_f(r['req_per_s'])} | {_f(r['p50_ms'])} | "
-                    f"{_f(r['p95_ms'])} | {_f(r['p99_ms'])} | {_f(r.get('mean_batch'))} | {_f(r.get('ms_per_batch'))} "
-                    f"| {_f(r.get('queue_wait_ms'))} | {r.get('padding_ratio', 0):.0%} | "
-                    f"{_busy(r.get('inference_busy', 0))} |")
+        rows.append(
+            f"| {_f(r['offered_rps'])} | {r['fraction']:.0%} | {_f(r['req_per_s'])} | {_f(r['p50_ms'])} | "
+            f"{_f(r['p95_ms'])} | {_f(r['p99_ms'])} | {_f(r.get('mean_batch'))} | {_f(r.get('ms_per_batch'))} "
+            f"| {_f(r.get('queue_wait_ms'))} | {r.get('padding_ratio', 0):.0%} | "
+            f"{_busy(r.get('inference_busy', 0))} |"
+        )
     return rows
 
 
 def _memory_table(results: dict) -> list[str]:
     naive = results.get("naive") or {}
     fit = naive.get("fit")
-    rows = ["| adapters / tasks | adapterserve mixed: peak RSS (measured) | naive: peak RSS | naive source |",
-            "|---:|---:|---:|---|"]
+    rows = [
+        "| adapters / tasks | adapterserve mixed: peak RSS (measured) | naive: peak RSS | naive source |",
+        "|---:|---:|---:|---|",
+    ]
     measured = {m["tasks"]: m["vm_hwm"] for m in naive.get("memory", [])}
     ours: dict[int, int] = {}
     for r in _phases(results, "mixed"):  # phases run in increasing adapter counts; later 1-adapter phases
-        n = r["adapters"]                # run with every adapter of the phases before still loaded
+        n = r["adapters"]  # run with every adapter of the phases before still loaded
         if n == 1 and n in ours:
             continue
         ours[n] = max(ours.get(n, 0), r.get("rss_peak", 0))
@@ -308,8 +405,11 @@ def _memory_table(results: dict) -> list[str]:
             nv, src = None, "-"
         rows.append(f"| {n} | {_mb(ours.get(n))} | {_mb(nv)} | {src} |")
     if fit:
-        rows += ["", f"Naive fit over {sorted(measured)} tasks: {_mb(fit['base'])} + {_mb(fit['per_task'])} per task "
-                 "(one full model copy each). The 8/64/512 naive figures are extrapolated, not measured."]
+        rows += [
+            "",
+            f"Naive fit over {sorted(measured)} tasks: {_mb(fit['base'])} + {_mb(fit['per_task'])} per task "
+            "(one full model copy each). The 8/64/512 naive figures are extrapolated, not measured.",
+        ]
     return rows
 
 
@@ -322,33 +422,44 @@ def findings(results: dict) -> list[str]:
     for r in mixed:
         if r["adapters"] == 1 and r.get("concurrency") != main_c and deep:
             d = {k: _mean_of(deep, k) for k in ("seq_per_s", "padding_ratio", "mean_batch")}
-            out.append(f"Queue depth: 1 adapter with {r['concurrency']} requests in flight: {_f(r['seq_per_s'])} seq/s, "
-                       f"{_f(r.get('mean_batch'))} rows per pass, padding {r.get('padding_ratio', 0):.0%}; with "
-                       f"{main_c} in flight (the batcher can pick similar lengths from up to 4 batches' worth): "
-                       f"{_f(d['seq_per_s'])} seq/s, {_f(d['mean_batch'])} rows per pass, padding "
-                       f"{d['padding_ratio']:.0%}.")
+            out.append(
+                f"Queue depth: 1 adapter with {r['concurrency']} requests in flight: {_f(r['seq_per_s'])} seq/s, "
+                f"{_f(r.get('mean_batch'))} rows per pass, padding {r.get('padding_ratio', 0):.0%}; with "
+                f"{main_c} in flight (the batcher can pick similar lengths from up to 4 batches' worth): "
+                f"{_f(d['seq_per_s'])} seq/s, {_f(d['mean_batch'])} rows per pass, padding "
+                f"{d['padding_ratio']:.0%}."
+            )
     if deep:
         one, buck = _proto(results, "1 adapter"), _proto(results, "1 adapter, bucketed")
-        line = (f"Per backbone pass, the server computes {_mean_of(deep, 'rows_per_inference_s'):.1f} rows per busy "
-                f"second on passes of {_mean_of(deep, 'mean_batch'):.1f} rows at "
-                f"{_mean_of(deep, 'padding_ratio'):.0%} padding (1 adapter; the batch-size and padding columns "
-                "count the passes the runner makes, after it cuts a batch into sub-batches of similar length).")
+        line = (
+            f"Per backbone pass, the server computes {_mean_of(deep, 'rows_per_inference_s'):.1f} rows per busy "
+            f"second on passes of {_mean_of(deep, 'mean_batch'):.1f} rows at "
+            f"{_mean_of(deep, 'padding_ratio'):.0%} padding (1 adapter; the batch-size and padding columns "
+            "count the passes the runner makes, after it cuts a batch into sub-batches of similar length)."
+        )
         if one and buck:
-            line += (f" In-process, the same 1-adapter path on 64-row batches computes {one['rows_per_s']:.1f} "
-                     f"rows/s in arrival order ({one['padding']:.0%} padding) and {buck['rows_per_s']:.1f} rows/s "
-                     f"bucketed by length ({buck['padding']:.0%}).")
+            line += (
+                f" In-process, the same 1-adapter path on 64-row batches computes {one['rows_per_s']:.1f} "
+                f"rows/s in arrival order ({one['padding']:.0%} padding) and {buck['rows_per_s']:.1f} rows/s "
+                f"bucketed by length ({buck['padding']:.0%})."
+            )
         out.append(line)
     cpu = {}
     for strategy in ("mixed", "per_adapter"):
         singles = [r for r in _phases(results, strategy) if _single(results, r)]
         if singles:
-            cpu[strategy] = (_mean_of(singles, "server_cpu_cores"), _mean_of(singles, "seq_per_s"),
-                             _mean_of(singles, "steal_cores"))
+            cpu[strategy] = (
+                _mean_of(singles, "server_cpu_cores"),
+                _mean_of(singles, "seq_per_s"),
+                _mean_of(singles, "steal_cores"),
+            )
     if len(cpu) == 2:
         (mc, ms, mst), (pc, ps, pst) = cpu["mixed"], cpu["per_adapter"]
-        out.append(f"Same single-adapter traffic, two server processes: the mixed-batching server used {mc:.2f} "
-                   f"cores for {ms:.1f} seq/s (hypervisor steal {mst:.2f}), the per-adapter one {pc:.2f} cores for "
-                   f"{ps:.1f} seq/s (steal {pst:.2f}); with one adapter both take the same code path.")
+        out.append(
+            f"Same single-adapter traffic, two server processes: the mixed-batching server used {mc:.2f} "
+            f"cores for {ms:.1f} seq/s (hypervisor steal {mst:.2f}), the per-adapter one {pc:.2f} cores for "
+            f"{ps:.1f} seq/s (steal {pst:.2f}); with one adapter both take the same code path."
+        )
     for n in sorted({r["adapters"] for r in mixed if r["adapters"] > 1}):
         line = _proto_line(results, n, "uniform")
         if line:
@@ -384,48 +495,64 @@ def render(results: dict) -> str:
     cfg, m = results["config"], results["machine"]
     ad = results["adapters"]
     gpu = cfg["device"] == "cuda"
-    out = ["# Benchmarks", "",
-           "Generated by `make bench` (`python -m benchmarks.run --out docs/benchmarks.md`); every figure below "
-           "comes from one run on one machine, with the same texts for every strategy. Rerun it to refresh this "
-           "page: it is overwritten.", ""]
+    out = [
+        "# Benchmarks",
+        "",
+        "Generated by `make bench` (`python -m benchmarks.run --out docs/benchmarks.md`); every figure below "
+        "comes from one run on one machine, with the same texts for every strategy. Rerun it to refresh this "
+        "page: it is overwritten.",
+        "",
+    ]
     if cfg["quick"]:
         out += ["> **Quick (smoke) run**: short phases and fewer adapters; the figures are indicative only.", ""]
-    out += ["## How it was run", "",
-            f"- Command: `{results['command']}` (wall time {results['wall_s']:.0f} s, finished "
-            f"{time.strftime('%Y-%m-%d %H:%M %Z')})",
-            f"- Machine: {m.get('nproc')} CPU cores ({m.get('cpu', '?')}), {m.get('ram_gib', '?')} GiB RAM, "
-            f"{m.get('platform')}; Python {m.get('python')}, torch {m.get('torch')} ({m.get('torch_threads')} "
-            f"intra-op threads), transformers {m.get('transformers')}; GPU: {m.get('gpu', 'none')}",
-            f"- Code: git {m.get('commit')}",
-            f"- Machine state: load average {m.get('loadavg_start')} at the start, {m.get('loadavg_end')} at the end; "
-            + ("other heavy processes at the start: " + "; ".join(m["other_heavy_processes"])
-               if m.get("other_heavy_processes") else "no training job or other benchmark was running"),
-            f"- Backbone: {results['backbone']} on {cfg['device']}"
-            + (f", inputs truncated to {cfg['max_length']} tokens" if cfg["max_length"] else ""),
-            f"- Texts: {results['texts']}; fixed seed {cfg['seed']}; {cfg['inputs_per_request']} text(s) per request",
-            f"- Adapters: {ad['count']} random seq_bn adapters (AdapterHub layout, output adapter in every layer, "
-            f"reduction factor {ad['reduction_factor']:g}, width {ad['width']}, one-layer 3-label head; "
-            f"{ad['bytes_each'] / 1e3:.0f} kB each on disk), published into a local store; the phase with N adapters "
-            "uses the first N. Zipf traffic: weight 1/k^s, s = " + f"{cfg['zipf_s']}.",
-            f"- Servers: real subprocesses on 127.0.0.1 (`python -m service.cli serve --store ... --backbone ... "
-            f"--device {cfg['device']}`), with "
-            + SERVICE_ENV_DOC.format(mbs=cfg["max_batch_size"], mbt=cfg["max_batch_tokens"],
-                                     cache=max(1024, 2 * max(cfg["adapter_counts"])),
-                                     ml=f", MAX_LENGTH={cfg['max_length']}" if cfg["max_length"] else "")
-            + ". The naive server is `python -m benchmarks.naive`.",
-            f"- Load: asyncio in the benchmark process, one keep-alive HTTP/1.1 connection per worker "
-            + ("(a minimal client on asyncio streams: httpx cost about 2 ms of CPU per request on this 2-core machine "
-               "and its shared pool collapsed at 128 connections, so the load generator would have competed with "
-               "the server; `--client httpx` runs it with httpx). " if cfg.get("client", "raw") == "raw" else
-               "(httpx). ")
-            + f"Closed loop: {cfg['concurrency']} workers, each sends its next request as soon as the last is "
-            f"answered; {cfg['warmup']:g} s warm-up, then {cfg['duration']:g} s measured per phase; throughput counts "
-            "whole batches (from the end of the first burst of answers in the window to the end of the last). "
-            "Every multi-adapter phase sits between two single-adapter phases and its ratio uses their mean, so "
-            "drift cancels. Open loop: Poisson arrivals at a fixed rate, latency from the scheduled send time. "
-            "Every adapter of a phase is loaded (one request each) before it starts. Batch statistics come from the "
-            "server's /metrics histograms scraped at the window's edges; peak RSS is sampled every 0.25 s.",
-            ""]
+    out += [
+        "## How it was run",
+        "",
+        f"- Command: `{results['command']}` (wall time {results['wall_s']:.0f} s, finished "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')})",
+        f"- Machine: {m.get('nproc')} CPU cores ({m.get('cpu', '?')}), {m.get('ram_gib', '?')} GiB RAM, "
+        f"{m.get('platform')}; Python {m.get('python')}, torch {m.get('torch')} ({m.get('torch_threads')} "
+        f"intra-op threads), transformers {m.get('transformers')}; GPU: {m.get('gpu', 'none')}",
+        f"- Code: git {m.get('commit')}",
+        f"- Machine state: load average {m.get('loadavg_start')} at the start, {m.get('loadavg_end')} at the end; "
+        + (
+            "other heavy processes at the start: " + "; ".join(m["other_heavy_processes"])
+            if m.get("other_heavy_processes")
+            else "no training job or other benchmark was running"
+        ),
+        f"- Backbone: {results['backbone']} on {cfg['device']}"
+        + (f", inputs truncated to {cfg['max_length']} tokens" if cfg["max_length"] else ""),
+        f"- Texts: {results['texts']}; fixed seed {cfg['seed']}; {cfg['inputs_per_request']} text(s) per request",
+        f"- Adapters: {ad['count']} random seq_bn adapters (AdapterHub layout, output adapter in every layer, "
+        f"reduction factor {ad['reduction_factor']:g}, width {ad['width']}, one-layer 3-label head; "
+        f"{ad['bytes_each'] / 1e3:.0f} kB each on disk), published into a local store; the phase with N adapters "
+        "uses the first N. Zipf traffic: weight 1/k^s, s = " + f"{cfg['zipf_s']}.",
+        f"- Servers: real subprocesses on 127.0.0.1 (`python -m adapterserve serve --store ... --backbone ... "
+        f"--device {cfg['device']}`), with "
+        + SERVICE_ENV_DOC.format(
+            mbs=cfg["max_batch_size"],
+            mbt=cfg["max_batch_tokens"],
+            cache=max(1024, 2 * max(cfg["adapter_counts"])),
+            ml=f", MAX_LENGTH={cfg['max_length']}" if cfg["max_length"] else "",
+        )
+        + ". The naive server is `python -m benchmarks.naive`.",
+        "- Load: asyncio in the benchmark process, one keep-alive HTTP/1.1 connection per worker "
+        + (
+            "(a minimal client on asyncio streams: httpx cost about 2 ms of CPU per request on this 2-core machine "
+            "and its shared pool collapsed at 128 connections, so the load generator would have competed with "
+            "the server; `--client httpx` runs it with httpx). "
+            if cfg.get("client", "raw") == "raw"
+            else "(httpx). "
+        )
+        + f"Closed loop: {cfg['concurrency']} workers, each sends its next request as soon as the last is "
+        f"answered; {cfg['warmup']:g} s warm-up, then {cfg['duration']:g} s measured per phase; throughput counts "
+        "whole batches (from the end of the first burst of answers in the window to the end of the last). "
+        "Every multi-adapter phase sits between two single-adapter phases and its ratio uses their mean, so "
+        "drift cancels. Open loop: Poisson arrivals at a fixed rate, latency from the scheduled send time. "
+        "Every adapter of a phase is loaded (one request each) before it starts. Batch statistics come from the "
+        "server's /metrics histograms scraped at the window's edges; peak RSS is sampled every 0.25 s.",
+        "",
+    ]
     out += ["## Targets", "", "| target | required | measured | status |", "|---|---|---|---|"]
     tg = targets(results)
     for t in tg:
@@ -438,32 +565,47 @@ def render(results: dict) -> str:
     fs = findings(results)
     if fs:
         out += ["", "### Findings", ""] + [f"- {f}" for f in fs]
-    out += ["", "## Throughput and latency (closed loop)", "",
-            "`seq/s` = texts answered per second. `C` = requests in flight. The batch columns come from the server's "
-            "/metrics and count backbone passes (the runner may cut a batch into sub-batches of similar length): "
-            "`batch sizes` = share of passes per size bucket; `workers busy` = seconds spent in passes per second "
-            "of the window, summed over the inference workers (2 workers: up to 2); `rows per busy s` = rows per "
-            "second of that time, i.e. per worker (the compute-only rate). "
-            "`server CPU` / `client CPU` = CPU used by the server process / the load generator; `other processes` "
-            "and `steal` (CPU the hypervisor gave other guests) = what else took the machine meanwhile.", ""]
+    out += [
+        "",
+        "## Throughput and latency (closed loop)",
+        "",
+        "`seq/s` = texts answered per second. `C` = requests in flight. The batch columns come from the server's "
+        "/metrics and count backbone passes (the runner may cut a batch into sub-batches of similar length): "
+        "`batch sizes` = share of passes per size bucket; `workers busy` = seconds spent in passes per second "
+        "of the window, summed over the inference workers (2 workers: up to 2); `rows per busy s` = rows per "
+        "second of that time, i.e. per worker (the compute-only rate). "
+        "`server CPU` / `client CPU` = CPU used by the server process / the load generator; `other processes` "
+        "and `steal` (CPU the hypervisor gave other guests) = what else took the machine meanwhile.",
+        "",
+    ]
     out += _throughput_table(results)
     out += ["", "## Latency under open-loop load (mixed batches)", ""] + _open_table(results)
     mixed = results.get("mixed") or {}
     out += ["", "## Idle latency and cold loads", ""]
     if mixed.get("idle"):
         i = mixed["idle"]
-        out.append(f"Idle (one request at a time, 20 ms apart, {i['ok']} requests, one text each): p50 "
-                   f"{_f(i['p50_ms'])} ms, p95 {_f(i['p95_ms'])} ms, p99 {_f(i['p99_ms'])} ms.")
+        out.append(
+            f"Idle (one request at a time, 20 ms apart, {i['ok']} requests, one text each): p50 "
+            f"{_f(i['p50_ms'])} ms, p95 {_f(i['p95_ms'])} ms, p99 {_f(i['p99_ms'])} ms."
+        )
     if mixed.get("cold"):
         c = mixed["cold"]
-        out += ["", f"Cold loads: the first request for a never-loaded {c['bytes'] / 1e6:.1f} MB adapter (reduction "
-                f"factor {ad['cold_reduction_factor']:g}, {ad['cold_head_layers']}-layer head) from the local store, "
-                "then a second request to it:", "",
-                "| adapter | first answer (cold) ms | next answer (warm) ms |", "|---|---:|---:|"]
+        out += [
+            "",
+            f"Cold loads: the first request for a never-loaded {c['bytes'] / 1e6:.1f} MB adapter (reduction "
+            f"factor {ad['cold_reduction_factor']:g}, {ad['cold_head_layers']}-layer head) from the local store, "
+            "then a second request to it:",
+            "",
+            "| adapter | first answer (cold) ms | next answer (warm) ms |",
+            "|---|---:|---:|",
+        ]
         for a in c["adapters"]:
             out.append(f"| {a['name']} | {_f(a['cold_ms'])} | {_f(a['warm_ms'])} |")
-        out += ["", f"Server-side load time (adapterserve_adapter_load_seconds): {_f(c['server_load_ms_mean'])} ms "
-                f"mean over {c['loads']} loads."]
+        out += [
+            "",
+            f"Server-side load time (adapterserve_adapter_load_seconds): {_f(c['server_load_ms_mean'])} ms "
+            f"mean over {c['loads']} loads.",
+        ]
     out += ["", "## Memory", ""] + _memory_table(results)
     if gpu:
         out += ["", "GPU memory (nvidia-smi, per process) is in the JSON output (`--json`)."]
@@ -475,40 +617,64 @@ def render(results: dict) -> str:
     if results.get("workers"):
         from .workers import render as render_workers
 
-        out += ["", "## Inference workers (in-process)", "",
-                "Passes of neighbouring lengths through the service's runner with one adapter, each configuration "
-                "in a fresh process (`python -m benchmarks.workers`). The service's CPU default is 2 workers "
-                "sharing the CPU threads (ADAPTERSERVE_INFERENCE_WORKERS, ADAPTERSERVE_TORCH_THREADS).", ""]
+        out += [
+            "",
+            "## Inference workers (in-process)",
+            "",
+            "Passes of neighbouring lengths through the service's runner with one adapter, each configuration "
+            "in a fresh process (`python -m benchmarks.workers`). The service's CPU default is 2 workers "
+            "sharing the CPU threads (ADAPTERSERVE_INFERENCE_WORKERS, ADAPTERSERVE_TORCH_THREADS).",
+            "",
+        ]
         out += render_workers(results["workers"])
     if results.get("threads"):
         from .threads import render as render_threads
 
-        out += ["", "## CPU threads (in-process)", "",
-                "An inference-shaped loop on a worker thread, before and after one 1000x1000 torch op on a helper "
-                "thread, each case in a fresh process (`python -m benchmarks.threads`). With the helper on torch's "
-                "default threads, libgomp then manages more threads than there are CPUs and stops spinning between "
-                "parallel regions for the rest of the process; so the service runs every thread but the inference "
-                "workers with one torch thread (service/engine/threads.py).", ""]
+        out += [
+            "",
+            "## CPU threads (in-process)",
+            "",
+            "An inference-shaped loop on a worker thread, before and after one 1000x1000 torch op on a helper "
+            "thread, each case in a fresh process (`python -m benchmarks.threads`). With the helper on torch's "
+            "default threads, libgomp then manages more threads than there are CPUs and stops spinning between "
+            "parallel regions for the rest of the process; so the service runs every thread but the inference "
+            "workers with one torch thread (service/adapterserve/engine/threads.py).",
+            "",
+        ]
         out += render_threads(results["threads"])
     if not gpu:
-        out += ["", "## GPU", "",
-                "Not run: no GPU was lent to this session. The CUDA path is written and runs the same suites with "
-                "a random-weight BERT-base (BertConfig defaults: 12 layers, hidden 768) carrying the MiniLM "
-                "tokenizer, inputs of exactly 128 tokens (tweets joined and truncated), 32 texts per request, "
-                "batches of up to 512 rows (MAX_BATCH_TOKENS 65536), float16, and 1/8/100/512 adapters (the "
-                "target is the 100-adapter mixed row):", "",
-                "    # in a venv with a CUDA build of torch and `pip install -e .[bench]` (the Makefile pins a CPU build)",
-                "    HF_HUB_OFFLINE=1 python -m benchmarks.run --device cuda --backbone-shape bert-base "
-                "--out docs/benchmarks-gpu.md --json /tmp/bench-gpu.json", ""]
-    out += ["", "## Reading the figures", "",
-            "- The bare backbone is the ceiling: tokenize, pad, encode, batch after batch on one thread; no HTTP, "
-            "no adapters, no heads.",
-            "- Per-adapter batches hold one adapter's rows only; mixed batches take rows of every adapter "
-            "(deficit round robin) and apply each adapter's bottleneck to its own rows inside one backbone pass.",
-            "- The naive server holds one full BertForSequenceClassification per task and runs one forward per "
-            + ("request (one at a time, behind a lock, each with all of torch's threads)." if cfg.get("naive_mode", "serial")
-               == "serial" else "request, concurrently in FastAPI's thread pool."),
-            "- Each phase is one sample of a few seconds on a shared virtual machine (see the steal column): a "
-            "phase can move by several percent between runs. Compare ratios within one run; the bracketing of "
-            "every multi-adapter phase by single-adapter phases is there for that.", ""]
+        out += [
+            "",
+            "## GPU",
+            "",
+            "Not run: no GPU was lent to this session. The CUDA path is written and runs the same suites with "
+            "a random-weight BERT-base (BertConfig defaults: 12 layers, hidden 768) carrying the MiniLM "
+            "tokenizer, inputs of exactly 128 tokens (tweets joined and truncated), 32 texts per request, "
+            "batches of up to 512 rows (MAX_BATCH_TOKENS 65536), float16, and 1/8/100/512 adapters (the "
+            "target is the 100-adapter mixed row):",
+            "",
+            "    # in a venv with a CUDA build of torch and `pip install -e .[bench]` (the Makefile pins a CPU build)",
+            "    HF_HUB_OFFLINE=1 python -m benchmarks.run --device cuda --backbone-shape bert-base "
+            "--out docs/benchmarks-gpu.md --json /tmp/bench-gpu.json",
+            "",
+        ]
+    out += [
+        "",
+        "## Reading the figures",
+        "",
+        "- The bare backbone is the ceiling: tokenize, pad, encode, batch after batch on one thread; no HTTP, "
+        "no adapters, no heads.",
+        "- Per-adapter batches hold one adapter's rows only; mixed batches take rows of every adapter "
+        "(deficit round robin) and apply each adapter's bottleneck to its own rows inside one backbone pass.",
+        "- The naive server holds one full BertForSequenceClassification per task and runs one forward per "
+        + (
+            "request (one at a time, behind a lock, each with all of torch's threads)."
+            if cfg.get("naive_mode", "serial") == "serial"
+            else "request, concurrently in FastAPI's thread pool."
+        ),
+        "- Each phase is one sample of a few seconds on a shared virtual machine (see the steal column): a "
+        "phase can move by several percent between runs. Compare ratios within one run; the bracketing of "
+        "every multi-adapter phase by single-adapter phases is there for that.",
+        "",
+    ]
     return "\n".join(out)

@@ -27,7 +27,7 @@ from pathlib import Path
 from . import load as L
 from .adapters import AdapterSpec, adapter_names, build_store
 from .corpus import load_texts, long_texts
-from .server import REPO, ServerProcess, counter, free_port, histogram, proc_status
+from .server import REPO, ServerProcess, free_port, histogram
 
 
 # ---- configuration ----------------------------------------------------------------------------------------
@@ -112,8 +112,11 @@ def make_config(args) -> Config:
     if args.no_prototype:
         cfg.prototype = False
     if cfg.open_loop_adapters not in cfg.adapter_counts:
-        cfg.open_loop_adapters = max(n for n in cfg.adapter_counts if n <= max(cfg.open_loop_adapters, 1)) \
-            if any(n <= cfg.open_loop_adapters for n in cfg.adapter_counts) else cfg.adapter_counts[0]
+        cfg.open_loop_adapters = (
+            max(n for n in cfg.adapter_counts if n <= max(cfg.open_loop_adapters, 1))
+            if any(n <= cfg.open_loop_adapters for n in cfg.adapter_counts)
+            else cfg.adapter_counts[0]
+        )
     return cfg
 
 
@@ -126,9 +129,14 @@ def machine_info(device: str) -> dict:
     import torch
     import transformers
 
-    info = {"nproc": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform()}
+    info = {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -140,10 +148,16 @@ def machine_info(device: str) -> dict:
     except OSError:
         pass
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         info["commit"] = commit + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         info["commit"] = "unknown"
@@ -164,8 +178,11 @@ def other_heavy_processes() -> list[str]:
         mine = {me.pid} | {p.pid for p in me.parents()} | {p.pid for p in me.children(recursive=True)}
         for p in psutil.process_iter(["pid", "cmdline"]):
             cmd = " ".join(p.info.get("cmdline") or [])
-            if p.info["pid"] not in mine and ("service.training" in cmd or " train " in f" {cmd} "
-                                        or "benchmarks.run" in cmd) and "grep" not in cmd:
+            if (
+                p.info["pid"] not in mine
+                and ("adapterserve.training" in cmd or " train " in f" {cmd} " or "benchmarks.run" in cmd)
+                and "grep" not in cmd
+            ):
                 out.append(f"{p.info['pid']}: {cmd[:120]}")
     except Exception:
         pass
@@ -177,8 +194,12 @@ def gpu_memory_by_pid(pid: int) -> int | None:
     if shutil.which("nvidia-smi") is None:
         return None
     try:
-        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     for line in out.splitlines():
@@ -190,7 +211,7 @@ def gpu_memory_by_pid(pid: int) -> int | None:
 
 # ---- backbone -------------------------------------------------------------------------------------------
 def default_backbone() -> str:
-    from service.settings import default_backbone as d
+    from adapterserve.settings import default_backbone as d
 
     return d()
 
@@ -199,7 +220,6 @@ def make_bert_base(folder: Path, tokenizer_from: str) -> str:
     """A random-weight BERT-base (BertConfig defaults: 12 layers, hidden 768) with the MiniLM tokenizer files."""
     import torch
     from transformers import BertConfig, BertModel
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -238,6 +258,7 @@ async def warm(url: str, names: list[str], text: str, concurrency: int = 16) -> 
     sem = asyncio.Semaphore(concurrency)
     statuses: dict[str, int] = {}
     async with L._client(url, concurrency, 120.0) as client:
+
         async def one(name):
             async with sem:
                 s = await L._send(client, L.Request(f"/classify?adapter={name}", json.dumps({"inputs": text}).encode()))
@@ -256,28 +277,41 @@ def batch_stats(res: L.PhaseResult) -> dict:
     def h(name):
         return histogram(a, name) - histogram(b, name)
 
-    size, pad, adapters = h("adapterserve_batch_size"), h("adapterserve_batch_padding_ratio"), \
-        h("adapterserve_batch_adapters")
-    infer, wait, tok = h("adapterserve_inference_seconds"), h("adapterserve_queue_wait_seconds"), \
-        h("adapterserve_tokenize_seconds")
+    size, pad, adapters = (
+        h("adapterserve_batch_size"),
+        h("adapterserve_batch_padding_ratio"),
+        h("adapterserve_batch_adapters"),
+    )
+    infer, wait, tok = (
+        h("adapterserve_inference_seconds"),
+        h("adapterserve_queue_wait_seconds"),
+        h("adapterserve_tokenize_seconds"),
+    )
     tokens = h("adapterserve_batch_tokens")
     dist = [(le, share) for le, share in size.distribution() if share > 0]
     interval = res.metrics_interval_s or res.duration_s
-    out = {"batches": int(size.count), "mean_batch": round(size.mean, 2),
-           "batch_dist": [[le, round(share, 4)] for le, share in dist],
-           "padding_ratio": round(pad.mean, 4), "adapters_per_batch": round(adapters.mean, 2),
-           "inference_busy": round(infer.sum / interval, 4) if interval else 0.0,
-           "rows_per_inference_s": round(size.sum / infer.sum, 2) if infer.sum else 0.0,
-           "ms_per_batch": round(1000 * infer.mean, 2), "queue_wait_ms": round(1000 * wait.mean, 2),
-           "tokenize_ms": round(1000 * tok.mean, 3), "padded_tokens_per_batch": round(tokens.mean, 1)}
+    out = {
+        "batches": int(size.count),
+        "mean_batch": round(size.mean, 2),
+        "batch_dist": [[le, round(share, 4)] for le, share in dist],
+        "padding_ratio": round(pad.mean, 4),
+        "adapters_per_batch": round(adapters.mean, 2),
+        "inference_busy": round(infer.sum / interval, 4) if interval else 0.0,
+        "rows_per_inference_s": round(size.sum / infer.sum, 2) if infer.sum else 0.0,
+        "ms_per_batch": round(1000 * infer.mean, 2),
+        "queue_wait_ms": round(1000 * wait.mean, 2),
+        "tokenize_ms": round(1000 * tok.mean, 3),
+        "padded_tokens_per_batch": round(tokens.mean, 1),
+    }
     gpu = a.get("adapterserve_gpu_memory_bytes")
     if gpu:
         out["gpu_memory_allocated"] = int(gpu[0][1])
     return out
 
 
-def phase_record(label: str, strategy: str, n: int, dist: str, res: L.PhaseResult, server: ServerProcess | None,
-                 cfg: Config) -> dict:
+def phase_record(
+    label: str, strategy: str, n: int, dist: str, res: L.PhaseResult, server: ServerProcess | None, cfg: Config
+) -> dict:
     rec = {"label": label, "strategy": strategy, "adapters": n, "dist": dist, **res.summary()}
     rec.update(batch_stats(res))
     if server is not None:
@@ -286,41 +320,62 @@ def phase_record(label: str, strategy: str, n: int, dist: str, res: L.PhaseResul
         rec["server_cpu_cores"] = round(res.server_cpu_s / res.duration_s, 3)
         if cfg.device == "cuda":
             rec["gpu_memory_process"] = gpu_memory_by_pid(server.pid)
-    log(f"{strategy:>11} {label:<16} {rec['seq_per_s']:8.1f} seq/s  p50 {rec['p50_ms']:.0f} ms  "
+    log(
+        f"{strategy:>11} {label:<16} {rec['seq_per_s']:8.1f} seq/s  p50 {rec['p50_ms']:.0f} ms  "
         f"p99 {rec['p99_ms']:.0f} ms  batch {rec.get('mean_batch', '-')}  pad {rec.get('padding_ratio', '-')}  "
-        f"errors {rec['errors'] or 0}")
+        f"errors {rec['errors'] or 0}"
+    )
     return rec
 
 
 # ---- the suites ---------------------------------------------------------------------------------------------
 def service_server(cfg: Config, backbone: str, store: Path, batching: str, logs: Path) -> ServerProcess:
     port = free_port()
-    env = {"ADAPTERSERVE_BATCHING": batching, "ADAPTERSERVE_MAX_QUEUE_REQUESTS": "1000000",
-           "ADAPTERSERVE_MAX_QUEUE_TOKENS": "1000000000", "ADAPTERSERVE_LOG_LEVEL": "WARNING",
-           "ADAPTERSERVE_CACHE_MAX_DEVICE_ADAPTERS": str(max(1024, 2 * max(cfg.adapter_counts))),
-           "ADAPTERSERVE_CACHE_MAX_HOST_ADAPTERS": str(max(4096, 2 * max(cfg.adapter_counts))),
-           "ADAPTERSERVE_REQUEST_TIMEOUT_S": "300", "ADAPTERSERVE_MAX_BATCH_SIZE": str(cfg.max_batch_size),
-           "ADAPTERSERVE_MAX_BATCH_TOKENS": str(cfg.max_batch_tokens)}
+    env = {
+        "ADAPTERSERVE_BATCHING": batching,
+        "ADAPTERSERVE_MAX_QUEUE_REQUESTS": "1000000",
+        "ADAPTERSERVE_MAX_QUEUE_TOKENS": "1000000000",
+        "ADAPTERSERVE_LOG_LEVEL": "WARNING",
+        "ADAPTERSERVE_CACHE_MAX_DEVICE_ADAPTERS": str(max(1024, 2 * max(cfg.adapter_counts))),
+        "ADAPTERSERVE_CACHE_MAX_HOST_ADAPTERS": str(max(4096, 2 * max(cfg.adapter_counts))),
+        "ADAPTERSERVE_REQUEST_TIMEOUT_S": "300",
+        "ADAPTERSERVE_MAX_BATCH_SIZE": str(cfg.max_batch_size),
+        "ADAPTERSERVE_MAX_BATCH_TOKENS": str(cfg.max_batch_tokens),
+    }
     if cfg.max_length:
         env["ADAPTERSERVE_MAX_LENGTH"] = str(cfg.max_length)
     if cfg.server_threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(cfg.server_threads)
-    args = ["-m", "service.cli", "serve", "--port", str(port), "--store", str(store), "--backbone", backbone,
-            "--device", cfg.device]
+    args = [
+        "-m",
+        "adapterserve",
+        "serve",
+        "--port",
+        str(port),
+        "--store",
+        str(store),
+        "--backbone",
+        backbone,
+        "--device",
+        cfg.device,
+    ]
     if cfg.switch_interval:
         args = ["-m", "benchmarks.serve", "--switch-interval", str(cfg.switch_interval), "--"] + args[2:]
     return ServerProcess(args, env, port, logs / f"server-{batching}.log", name=f"adapterserve ({batching})")
 
 
-SERVICE_ENV_DOC = ("ADAPTERSERVE_BATCHING=mixed|per_adapter, MAX_BATCH_SIZE={mbs}, MAX_BATCH_TOKENS={mbt}, "
-                   "MAX_WAIT_MS=2 (default), MAX_QUEUE_REQUESTS=1000000, CACHE_MAX_DEVICE_ADAPTERS={cache}, "
-                   "LOG_LEVEL=WARNING{ml}")
+SERVICE_ENV_DOC = (
+    "ADAPTERSERVE_BATCHING=mixed|per_adapter, MAX_BATCH_SIZE={mbs}, MAX_BATCH_TOKENS={mbt}, "
+    "MAX_WAIT_MS=2 (default), MAX_QUEUE_REQUESTS=1000000, CACHE_MAX_DEVICE_ADAPTERS={cache}, "
+    "LOG_LEVEL=WARNING{ml}"
+)
 
 
 def traffic(cfg: Config, texts: list[str], n: int, dist: str, seed: int) -> list[L.Request]:
     names = adapter_names(n)
-    return L.make_requests(texts, names, dist, 20000, seed=seed, s=cfg.zipf_s,
-                           inputs_per_request=cfg.inputs_per_request)
+    return L.make_requests(
+        texts, names, dist, 20000, seed=seed, s=cfg.zipf_s, inputs_per_request=cfg.inputs_per_request
+    )
 
 
 def closed_phases(cfg: Config, server: ServerProcess, strategy: str, texts: list[str]) -> list[dict]:
@@ -331,9 +386,18 @@ def closed_phases(cfg: Config, server: ServerProcess, strategy: str, texts: list
     def phase(n: int, dist: str, label: str, concurrency: int = cfg.concurrency) -> None:
         reqs = traffic(cfg, texts, n, dist, seed=cfg.seed + n)
         server.sampler.reset()
-        res = L.run(L.closed_loop(server.url, reqs, concurrency, cfg.duration, cfg.warmup,
-                                  server_pid=server.pid, inputs_per_request=cfg.inputs_per_request,
-                                  client=cfg.client))
+        res = L.run(
+            L.closed_loop(
+                server.url,
+                reqs,
+                concurrency,
+                cfg.duration,
+                cfg.warmup,
+                server_pid=server.pid,
+                inputs_per_request=cfg.inputs_per_request,
+                client=cfg.client,
+            )
+        )
         records.append(phase_record(label, strategy, n, dist, res, server, cfg))
 
     def warm_up(n: int) -> None:
@@ -369,16 +433,25 @@ async def cold_loads(url: str, names: list[str], text: str, client: str = "raw")
             t0 = time.monotonic()
             s2 = await conn.send(req)
             warm_s = time.monotonic() - t0
-            out.append({"name": name, "cold_ms": round(1000 * cold, 2), "warm_ms": round(1000 * warm_s, 2),
-                        "status": [s1, s2]})
+            out.append(
+                {"name": name, "cold_ms": round(1000 * cold, 2), "warm_ms": round(1000 * warm_s, 2), "status": [s1, s2]}
+            )
             await asyncio.sleep(0.2)
     finally:
         await conn.aclose()
     return out
 
 
-def service_suite(cfg: Config, backbone: str, store: Path, batching: str, texts: list[str], logs: Path,
-                  cold_names: list[str], cold_size: int) -> dict:
+def service_suite(
+    cfg: Config,
+    backbone: str,
+    store: Path,
+    batching: str,
+    texts: list[str],
+    logs: Path,
+    cold_names: list[str],
+    cold_size: int,
+) -> dict:
     server = service_server(cfg, backbone, store, batching, logs)
     log(f"starting adapterserve ({batching})")
     server.start()
@@ -387,32 +460,60 @@ def service_suite(cfg: Config, backbone: str, store: Path, batching: str, texts:
         if batching == "mixed":
             # Idle latency: one request at a time, a small pause between them.
             L.run(warm(server.url, adapter_names(1), texts[0]))
-            idle = L.run(L.sequential(server.url, traffic(cfg, texts, 1, "single", cfg.seed), cfg.idle_requests,
-                                      pause_s=0.02, client=cfg.client))
+            idle = L.run(
+                L.sequential(
+                    server.url,
+                    traffic(cfg, texts, 1, "single", cfg.seed),
+                    cfg.idle_requests,
+                    pause_s=0.02,
+                    client=cfg.client,
+                )
+            )
             out["idle"] = idle.summary()
             log(f"idle p50 {out['idle']['p50_ms']} ms p99 {out['idle']['p99_ms']} ms")
             if cold_names:
                 before = L.run(_scrape_once(server.url))
                 colds = L.run(cold_loads(server.url, cold_names, texts[1], cfg.client))
                 after = L.run(_scrape_once(server.url))
-                load_h = histogram(after, "adapterserve_adapter_load_seconds") - \
-                    histogram(before, "adapterserve_adapter_load_seconds")
-                out["cold"] = {"adapters": colds, "bytes": cold_size, "server_load_ms_mean": round(1000 * load_h.mean, 2),
-                               "loads": int(load_h.count)}
+                load_h = histogram(after, "adapterserve_adapter_load_seconds") - histogram(
+                    before, "adapterserve_adapter_load_seconds"
+                )
+                out["cold"] = {
+                    "adapters": colds,
+                    "bytes": cold_size,
+                    "server_load_ms_mean": round(1000 * load_h.mean, 2),
+                    "loads": int(load_h.count),
+                }
                 log(f"cold loads: {[c['cold_ms'] for c in colds]} ms (warm {[c['warm_ms'] for c in colds]})")
         out["phases"] = closed_phases(cfg, server, batching, texts)
         if batching == "mixed" and cfg.open_loop_fractions:
-            peak_rec = next((r for r in out["phases"] if r["adapters"] == cfg.open_loop_adapters
-                             and r["dist"] in ("zipf", "single")), out["phases"][0])
+            peak_rec = next(
+                (
+                    r
+                    for r in out["phases"]
+                    if r["adapters"] == cfg.open_loop_adapters and r["dist"] in ("zipf", "single")
+                ),
+                out["phases"][0],
+            )
             peak = peak_rec["req_per_s"]
             n = peak_rec["adapters"]
             out["open"] = {"peak_req_per_s": peak, "adapters": n, "dist": peak_rec["dist"], "phases": []}
             for frac in cfg.open_loop_fractions:
                 reqs = traffic(cfg, texts, n, peak_rec["dist"] if n > 1 else "single", seed=cfg.seed + 7)
                 server.sampler.reset()
-                res = L.run(L.open_loop(server.url, reqs, peak * frac, cfg.duration, cfg.warmup, seed=cfg.seed,
-                                        server_pid=server.pid, inputs_per_request=cfg.inputs_per_request,
-                                        client=cfg.client))
+                res = L.run(
+                    L.open_loop(
+                        server.url,
+                        reqs,
+                        peak * frac,
+                        cfg.duration,
+                        cfg.warmup,
+                        seed=cfg.seed,
+                        server_pid=server.pid,
+                        inputs_per_request=cfg.inputs_per_request,
+                        client=cfg.client,
+                    )
+                )
                 rec = phase_record(f"open {frac:.0%} of peak", batching, n, peak_rec["dist"], res, server, cfg)
                 rec["fraction"] = frac
                 out["open"]["phases"].append(rec)
@@ -436,25 +537,55 @@ def naive_suite(cfg: Config, backbone: str, texts: list[str], logs: Path) -> dic
     out: dict = {"memory": [], "phase": None}
     for k in cfg.naive_tasks:
         port = free_port()
-        server = ServerProcess(["-m", "benchmarks.naive", "--port", str(port), "--backbone", backbone, "--tasks",
-                                str(k), "--device", cfg.device] + (["--serial"] if cfg.naive_mode == "serial" else []),
-                               {}, port, logs / f"naive-{k}.log",
-                               name=f"naive ({k} tasks)")
+        server = ServerProcess(
+            [
+                "-m",
+                "benchmarks.naive",
+                "--port",
+                str(port),
+                "--backbone",
+                backbone,
+                "--tasks",
+                str(k),
+                "--device",
+                cfg.device,
+            ]
+            + (["--serial"] if cfg.naive_mode == "serial" else []),
+            {},
+            port,
+            logs / f"naive-{k}.log",
+            name=f"naive ({k} tasks)",
+        )
         log(f"starting naive server with {k} task(s)")
         server.start(timeout=600)
         try:
             names = [f"task-{i}" for i in range(k)]
-            reqs = L.make_requests(texts, names, "uniform", 20000, seed=cfg.seed + k,
-                                   inputs_per_request=cfg.inputs_per_request)
+            reqs = L.make_requests(
+                texts, names, "uniform", 20000, seed=cfg.seed + k, inputs_per_request=cfg.inputs_per_request
+            )
             last = k == max(cfg.naive_tasks)
             duration = cfg.duration if last else min(2.0, cfg.duration)
             server.sampler.reset()
-            res = L.run(L.closed_loop(server.url, reqs, cfg.concurrency, duration, cfg.warmup if last else 0.5,
-                                      server_pid=server.pid, scrape=False, inputs_per_request=cfg.inputs_per_request,
-                                      client=cfg.client))
+            res = L.run(
+                L.closed_loop(
+                    server.url,
+                    reqs,
+                    cfg.concurrency,
+                    duration,
+                    cfg.warmup if last else 0.5,
+                    server_pid=server.pid,
+                    scrape=False,
+                    inputs_per_request=cfg.inputs_per_request,
+                    client=cfg.client,
+                )
+            )
             mem = server.memory()
-            entry = {"tasks": k, "rss_after_load": mem.get("VmRSS", 0), "vm_hwm": mem.get("VmHWM", 0),
-                     "ready_after_s": round(server.ready_after_s, 2)}
+            entry = {
+                "tasks": k,
+                "rss_after_load": mem.get("VmRSS", 0),
+                "vm_hwm": mem.get("VmHWM", 0),
+                "ready_after_s": round(server.ready_after_s, 2),
+            }
             if cfg.device == "cuda":
                 entry["gpu_memory_process"] = gpu_memory_by_pid(server.pid)
             out["memory"].append(entry)
@@ -472,30 +603,41 @@ def naive_suite(cfg: Config, backbone: str, texts: list[str], logs: Path) -> dic
 
 
 def bare_suite(cfg: Config, backbone_path: str, texts: list[str]) -> dict:
-    from service.engine.backbone import load_backbone
+    from adapterserve.engine.backbone import load_backbone
 
     from .inproc import bare_backbone
 
     bb = load_backbone(backbone_path, cfg.device, "auto", cfg.max_length)
     res = bare_backbone(bb, texts, cfg.max_batch_size, cfg.duration)
-    log(f"bare backbone in-process: {res.seq_per_s:.1f} seq/s (batch {cfg.max_batch_size}, padding "
-        f"{res.padding_ratio:.2f})")
+    log(
+        f"bare backbone in-process: {res.seq_per_s:.1f} seq/s (batch {cfg.max_batch_size}, padding "
+        f"{res.padding_ratio:.2f})"
+    )
     return {"backbone": bb, **res.summary()}
 
 
 # ---- main -------------------------------------------------------------------------------------------------------
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default="docs/benchmarks.md", help="markdown report path")
     p.add_argument("--json", default=None, help="also write every figure as JSON here")
-    p.add_argument("--render", default=None, metavar="JSON",
-                   help="measure nothing: write --out from a JSON file an earlier run saved with --json")
+    p.add_argument(
+        "--render",
+        default=None,
+        metavar="JSON",
+        help="measure nothing: write --out from a JSON file an earlier run saved with --json",
+    )
     p.add_argument("--quick", action="store_true", help="a smoke run: short phases, fewer adapters")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--backbone", default=None, help="backbone folder (default: the embedded all-MiniLM-L6-v2)")
-    p.add_argument("--backbone-shape", choices=["default", "bert-base"], default=None,
-                   help="bert-base: a random-weight BERT-base built in a temp folder (default with --device cuda)")
+    p.add_argument(
+        "--backbone-shape",
+        choices=["default", "bert-base"],
+        default=None,
+        help="bert-base: a random-weight BERT-base built in a temp folder (default with --device cuda)",
+    )
     p.add_argument("--adapters", default=None, help="comma-separated adapter counts (default 1,8,64,512)")
     p.add_argument("--strategies", default=None, help="subset of bare,mixed,per_adapter,naive")
     p.add_argument("--duration", type=float, default=None, help="seconds measured per phase")
@@ -504,16 +646,35 @@ def parse_args(argv=None):
     p.add_argument("--inputs-per-request", type=int, default=None)
     p.add_argument("--max-batch-size", type=int, default=None)
     p.add_argument("--max-length", type=int, default=None)
-    p.add_argument("--naive-mode", choices=["serial", "threads"], default=None,
-                   help="naive server: one forward at a time (default) or concurrent forwards in the thread pool")
-    p.add_argument("--client", choices=["raw", "httpx"], default=None,
-                   help="load generator HTTP engine (default raw: a minimal asyncio HTTP/1.1 client)")
-    p.add_argument("--open-fractions", default=None,
-                   help="open-loop rates as fractions of the peak, comma-separated (default 0.25,0.5,0.75; '' = none)")
-    p.add_argument("--switch-interval", type=float, default=None,
-                   help="run adapterserve with this sys.setswitchinterval (an experiment; default CPython's 5 ms)")
-    p.add_argument("--server-threads", type=int, default=None,
-                   help="torch intra-op threads for adapterserve (sets OMP_NUM_THREADS in its environment)")
+    p.add_argument(
+        "--naive-mode",
+        choices=["serial", "threads"],
+        default=None,
+        help="naive server: one forward at a time (default) or concurrent forwards in the thread pool",
+    )
+    p.add_argument(
+        "--client",
+        choices=["raw", "httpx"],
+        default=None,
+        help="load generator HTTP engine (default raw: a minimal asyncio HTTP/1.1 client)",
+    )
+    p.add_argument(
+        "--open-fractions",
+        default=None,
+        help="open-loop rates as fractions of the peak, comma-separated (default 0.25,0.5,0.75; '' = none)",
+    )
+    p.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="run adapterserve with this sys.setswitchinterval (an experiment; default CPython's 5 ms)",
+    )
+    p.add_argument(
+        "--server-threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads for adapterserve (sets OMP_NUM_THREADS in its environment)",
+    )
     p.add_argument("--no-prototype", action="store_true", help="skip the in-process prototype measurements")
     args = p.parse_args(argv)
     if args.backbone_shape is None:
@@ -533,8 +694,10 @@ def main(argv=None) -> int:
     command = "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])
     machine = machine_info(cfg.device)
     if machine["other_heavy_processes"]:
-        log("WARNING: other heavy processes are running; figures will be skewed: "
-            + "; ".join(machine["other_heavy_processes"]))
+        log(
+            "WARNING: other heavy processes are running; figures will be skewed: "
+            + "; ".join(machine["other_heavy_processes"])
+        )
     started = time.time()
     texts, source = load_texts(cfg.texts, cfg.seed)
     if cfg.max_length and cfg.backbone_shape == "bert-base":
@@ -556,16 +719,22 @@ def main(argv=None) -> int:
         store = tmp / "store"
         n_max = max(cfg.adapter_counts)
         cold_names = [f"cold{i}" for i in range(cfg.cold_adapters)]
-        log(f"writing {n_max} random seq_bn adapters (+{len(cold_names)} of {cspec.nbytes / 1e6:.1f} MB for cold "
-            "loads)")
+        log(
+            f"writing {n_max} random seq_bn adapters (+{len(cold_names)} of {cspec.nbytes / 1e6:.1f} MB for cold loads)"
+        )
         t0 = time.monotonic()
-        sizes = build_store(store, adapter_names(n_max), spec, seed=cfg.seed,
-                            extra={n: cspec for n in cold_names})
-        results["adapters"] = {"count": n_max, "bytes_each": sizes[adapter_names(1)[0]],
-                               "reduction_factor": cfg.reduction_factor, "width": spec.width,
-                               "params_each": spec.parameters, "cold_bytes": sizes[cold_names[0]] if cold_names else 0,
-                               "cold_reduction_factor": cspec.reduction_factor, "cold_head_layers": cspec.head_layers,
-                               "write_s": round(time.monotonic() - t0, 1)}
+        sizes = build_store(store, adapter_names(n_max), spec, seed=cfg.seed, extra={n: cspec for n in cold_names})
+        results["adapters"] = {
+            "count": n_max,
+            "bytes_each": sizes[adapter_names(1)[0]],
+            "reduction_factor": cfg.reduction_factor,
+            "width": spec.width,
+            "params_each": spec.parameters,
+            "cold_bytes": sizes[cold_names[0]] if cold_names else 0,
+            "cold_reduction_factor": cspec.reduction_factor,
+            "cold_head_layers": cspec.head_layers,
+            "write_s": round(time.monotonic() - t0, 1),
+        }
         bare_model = None
         if "bare" in cfg.strategies:
             b = bare_suite(cfg, backbone, texts)
@@ -579,7 +748,7 @@ def main(argv=None) -> int:
         if bare_model is not None:
             del bare_model
         if cfg.prototype and cfg.device == "cpu":
-            from service.engine.threads import cpu_budget
+            from adapterserve.engine.threads import cpu_budget
 
             from . import threads, workers
 
@@ -588,9 +757,16 @@ def main(argv=None) -> int:
             results["workers"] = workers.measure(backbone, cpu_budget())
         for strategy in [x for x in cfg.strategies if x in ("mixed", "per_adapter")]:
             if strategy in cfg.strategies:
-                results[strategy] = service_suite(cfg, backbone, store, strategy, texts, logs,
-                                                  cold_names if strategy == "mixed" else [],
-                                                  results["adapters"]["cold_bytes"])
+                results[strategy] = service_suite(
+                    cfg,
+                    backbone,
+                    store,
+                    strategy,
+                    texts,
+                    logs,
+                    cold_names if strategy == "mixed" else [],
+                    results["adapters"]["cold_bytes"],
+                )
             if strategy == "mixed" and "bare" in cfg.strategies:  # the ceiling again, right after
                 b = bare_suite(cfg, backbone, texts)
                 b.pop("backbone")

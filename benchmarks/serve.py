@@ -16,7 +16,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--" in argv:
         i = argv.index("--")
-        ours, rest = argv[:i], argv[i + 1:]
+        ours, rest = argv[:i], argv[i + 1 :]
     else:
         ours, rest = argv, []
     p = argparse.ArgumentParser(prog="python -m benchmarks.serve")
@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     args = p.parse_args(ours)
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
-    from service.cli import main as serve_main
+    from adapterserve.cli import main as serve_main
 
     return serve_main(rest)
 

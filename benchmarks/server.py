@@ -115,20 +115,26 @@ class ServerProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 300.0, ready_path: str = "/health/ready") -> "ServerProcess":
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-               **self.env}
+    def start(self, timeout: float = 300.0, ready_path: str = "/health/ready") -> ServerProcess:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **self.env}
         env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self._log = self.log_path.open("w")
         self.started_at = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, *self.args], cwd=str(REPO), env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, *self.args],
+            cwd=str(REPO),
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=5.0) as client:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before it was ready; "
-                                       f"log:\n{self.tail()}")
+                    raise RuntimeError(
+                        f"{self.name} exited with {self.proc.returncode} before it was ready; log:\n{self.tail()}"
+                    )
                 try:
                     if client.get(self.url + ready_path).status_code == 200:
                         self.ready_after_s = time.monotonic() - self.started_at
@@ -166,7 +172,7 @@ class ServerProcess:
         self._log.close()
         return self.proc.returncode
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -174,7 +180,7 @@ class ServerProcess:
 
 
 # ---- Prometheus text parsing ----------------------------------------------------------------------------
-_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)')
+_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
@@ -202,10 +208,11 @@ class Histogram:
     sum: float
     count: float
 
-    def __sub__(self, other: "Histogram") -> "Histogram":
+    def __sub__(self, other: Histogram) -> Histogram:
         prev = dict(other.buckets)
-        return Histogram([(le, c - prev.get(le, 0.0)) for le, c in self.buckets], self.sum - other.sum,
-                         self.count - other.count)
+        return Histogram(
+            [(le, c - prev.get(le, 0.0)) for le, c in self.buckets], self.sum - other.sum, self.count - other.count
+        )
 
     @property
     def mean(self) -> float:
@@ -232,6 +239,7 @@ class Histogram:
 
 def histogram(samples: dict, name: str, **match: str) -> Histogram:
     """Sum a histogram's series over every label set that matches `match`."""
+
     def ok(labels):
         return all(labels.get(k) == v for k, v in match.items())
 

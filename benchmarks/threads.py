@@ -2,7 +2,7 @@
 
 An inference-shaped loop (four 384x384 Linear+GELU layers on 512 tokens) runs on a worker thread, then one
 1000x1000 op runs on a helper thread, then the loop runs again. Each case runs in a fresh process, because
-the effect lasts for the life of the process (service/engine/threads.py explains it). Cases: the helper
+the effect lasts for the life of the process (service/adapterserve/engine/threads.py explains it). Cases: the helper
 with torch's default threads, and the helper with one thread (what the service does).
 """
 
@@ -35,7 +35,7 @@ def _case(helper_one_thread: bool) -> dict:
 
     import torch
 
-    from service.engine.threads import compute_threads, one_thread
+    from adapterserve.engine.threads import compute_threads, one_thread
 
     worker = ThreadPoolExecutor(1, initializer=compute_threads(torch.get_num_threads()))
     helper = ThreadPoolExecutor(1, initializer=one_thread if helper_one_thread else None)
@@ -48,18 +48,24 @@ def _case(helper_one_thread: bool) -> dict:
 def measure() -> dict:
     out = {}
     for name, flag in (("helper with default threads", "default"), ("helper with one thread", "one")):
-        run = subprocess.run([sys.executable, "-m", "benchmarks.threads", "--case", flag], capture_output=True,
-                             text=True, check=True)
+        run = subprocess.run(
+            [sys.executable, "-m", "benchmarks.threads", "--case", flag], capture_output=True, text=True, check=True
+        )
         out[name] = json.loads(run.stdout.strip().splitlines()[-1])
     return out
 
 
 def render(res: dict) -> list[str]:
-    lines = ["| helper thread | worker threads | worker passes/s before | after the helper's op | cores before | "
-             "cores after |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| helper thread | worker threads | worker passes/s before | after the helper's op | cores before | "
+        "cores after |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, r in res.items():
-        lines.append(f"| {name} | {r['threads']} | {r['before']['passes_per_s']} | {r['after']['passes_per_s']} | "
-                     f"{r['before']['cores']} | {r['after']['cores']} |")
+        lines.append(
+            f"| {name} | {r['threads']} | {r['before']['passes_per_s']} | {r['after']['passes_per_s']} | "
+            f"{r['before']['cores']} | {r['after']['cores']} |"
+        )
     return lines
 
 

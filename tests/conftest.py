@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -18,10 +18,10 @@ TINY_NOPOOLER = FIXTURES / "backbones" / "tiny-bert-nopooler"
 GOLDEN = FIXTURES / "golden"
 
 
-@lru_cache(maxsize=None)
+@cache
 def backbone_for(name: str):
-    from service.engine.backbone import load_backbone
-    from service.settings import default_backbone
+    from adapterserve.engine.backbone import load_backbone
+    from adapterserve.settings import default_backbone
 
     path = {"tiny-bert": str(TINY), "tiny-bert-nopooler": str(TINY_NOPOOLER), "minilm": default_backbone()}[name]
     return load_backbone(path, device="cpu", dtype="float32")

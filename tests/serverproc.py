@@ -24,14 +24,24 @@ class ServerProcess:
     def __init__(self, store: str, backbone: str, **env):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "ADAPTERSERVE_STORE": store,
-                    "ADAPTERSERVE_BACKBONE": backbone, "ADAPTERSERVE_LOG_LEVEL": "WARNING",
-                    **{f"ADAPTERSERVE_{k.upper()}": str(v) for k, v in env.items()}}
+        self.env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "ADAPTERSERVE_STORE": store,
+            "ADAPTERSERVE_BACKBONE": backbone,
+            "ADAPTERSERVE_LOG_LEVEL": "WARNING",
+            **{f"ADAPTERSERVE_{k.upper()}": str(v) for k, v in env.items()},
+        }
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60) -> "ServerProcess":
-        self.proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(self.port)],
-                                     cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    def start(self, timeout: float = 60) -> ServerProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "adapterserve", "serve", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -8,9 +8,9 @@ import threading
 import pytest
 import torch
 
-from service.cache import AdapterCache
-from service.errors import AdapterNotFound
-from service.store import open_store
+from adapterserve.cache import AdapterCache
+from adapterserve.errors import AdapterNotFound
+from adapterserve.store import open_store
 
 from .conftest import GOLDEN, backbone_for
 
@@ -44,8 +44,9 @@ def store(tmp_path):
 def make_cache(store, **kw):
     shape = backbone_for("tiny-bert").shape
     events = []
-    cache = AdapterCache(store, shape, torch.device("cpu"), torch.float32,
-                         on_event=lambda kind, data: events.append((kind, data)), **kw)
+    cache = AdapterCache(
+        store, shape, torch.device("cpu"), torch.float32, on_event=lambda kind, data: events.append((kind, data)), **kw
+    )
     return cache, events
 
 
@@ -109,7 +110,7 @@ async def test_install_wins_over_a_stale_load(store):
     store.gate.clear()
     pending = asyncio.create_task(cache.get("a0"))
     await asyncio.sleep(0.02)
-    from service.formats import load_adapter
+    from adapterserve.formats import load_adapter
 
     info = store.inner.publish("a0", GOLDEN / "ah_head_one_layer" / "adapter")
     entry = cache.prepare("a0", info, load_adapter(store.inner.fetch("a0", info.version), cache.shape))

@@ -1,6 +1,6 @@
 import pytest
 
-from service.cli import main
+from adapterserve.cli import main
 
 
 def test_help_lists_serve_and_train(capsys):

@@ -20,12 +20,15 @@ def test_sigterm_under_load_loses_no_accepted_request(tmp_path):
     publish_golden(store)
     server = ServerProcess(store, str(TINY), drain_timeout_s=60, max_batch_size=4, warmup="false")
     with server:
+
         async def load():
-            async with httpx.AsyncClient(base_url=server.url, timeout=30,
-                                         limits=httpx.Limits(max_connections=64)) as client:
+            async with httpx.AsyncClient(
+                base_url=server.url, timeout=30, limits=httpx.Limits(max_connections=64)
+            ) as client:
+
                 async def one(i):
-                    return await client.post("/classify?adapter=sentiment",
-                                             json={"inputs": [f"text {i} " * 20] * 16})
+                    return await client.post("/classify?adapter=sentiment", json={"inputs": [f"text {i} " * 20] * 16})
+
                 tasks = [asyncio.create_task(one(i)) for i in range(16)]
                 await asyncio.sleep(0.5)  # all 16 are accepted and queued (each needs 4 batches)
                 server.proc.send_signal(signal.SIGTERM)

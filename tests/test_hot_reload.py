@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
-from service.main import create_app
-from service.state import build_state
+from adapterserve.main import create_app
+from adapterserve.state import build_state
 
 from .api.conftest import TOKEN, golden_files, make_settings, publish_golden
 from .conftest import backbone_for
@@ -65,8 +65,9 @@ async def test_racing_uploads_to_one_name_one_wins_and_answers_agree(tmp_path):
     publish_golden(settings.store)
     async with running_app(settings) as (app, client):
         cases = ["ah_head_one_layer", "ah_double_seq_bn", "ah_act_tanh", "ah_act_relu"]
-        answers = await asyncio.gather(*(client.put("/admin/adapters/sentiment", files=golden_files(c),
-                                                    headers=ADMIN) for c in cases))
+        answers = await asyncio.gather(
+            *(client.put("/admin/adapters/sentiment", files=golden_files(c), headers=ADMIN) for c in cases)
+        )
         assert [a.status_code for a in answers] == [201] * len(cases)
         uploaded = {a.json()["version"] for a in answers}
         served = (await client.post("/classify?adapter=sentiment", json=BODY)).headers["X-Adapter-Version"]
@@ -112,14 +113,16 @@ async def test_uploads_rollbacks_deletes_under_load_fail_zero_requests(tmp_path)
                 await asyncio.sleep(0.05)
             stop.set()
 
-        loops = [asyncio.create_task(load("sentiment")) for _ in range(6)] + [
-            asyncio.create_task(load("multi")) for _ in range(2)] + [asyncio.create_task(load("lora"))]
+        loops = (
+            [asyncio.create_task(load("sentiment")) for _ in range(6)]
+            + [asyncio.create_task(load("multi")) for _ in range(2)]
+            + [asyncio.create_task(load("lora"))]
+        )
         await asyncio.wait_for(admin_ops(), 60)
         await asyncio.gather(*loops)
 
     steady = [r for r in results if r[0] != "lora"]
-    assert len(steady) > 50 and all(code == 200 for _, _, _, code, _ in steady), \
-        {code for _, _, _, code, _ in steady}
+    assert len(steady) > 50 and all(code == 200 for _, _, _, code, _ in steady), {code for _, _, _, code, _ in steady}
     assert {code for name, _, _, code, _ in results if name == "lora"} <= {200, 404}  # 404 only while deleted
     for name, started, answered, _, version in steady:
         if name != "sentiment":

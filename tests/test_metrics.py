@@ -1,6 +1,6 @@
 """Metric names, labels, and bounded adapter-label cardinality."""
 
-from service.metrics import AdapterLabels, Metrics
+from adapterserve.metrics import AdapterLabels, Metrics
 
 
 def test_adapter_label_is_bounded_and_folds_into_other():
@@ -23,8 +23,8 @@ def test_all_metrics_carry_the_prefix_and_render():
 def test_http_series_stay_bounded(tmp_path):
     from fastapi.testclient import TestClient
 
-    from service.main import create_app
-    from service.state import build_state
+    from adapterserve.main import create_app
+    from adapterserve.state import build_state
 
     from .api.conftest import make_settings, publish_golden
     from .conftest import backbone_for
@@ -38,6 +38,9 @@ def test_http_series_stay_bounded(tmp_path):
         for i in range(20):
             assert c.post(f"/classify?adapter=missing{i}", json={"inputs": "x"}).status_code == 404
         text = c.get("/metrics").text
-    series = {line.split("adapter=\"")[1].split("\"")[0] for line in text.splitlines()
-              if line.startswith("adapterserve_requests_total{")}
+    series = {
+        line.split('adapter="')[1].split('"')[0]
+        for line in text.splitlines()
+        if line.startswith("adapterserve_requests_total{")
+    }
     assert series == {"sentiment", "multi", "other", "unknown"}, series

@@ -9,10 +9,10 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from service.errors import StoreUnavailable
-from service.main import create_app
-from service.replicas import StoreWatcher
-from service.state import build_state
+from adapterserve.errors import StoreUnavailable
+from adapterserve.main import create_app
+from adapterserve.replicas import StoreWatcher
+from adapterserve.state import build_state
 
 from .api.conftest import TOKEN, golden_files, make_settings, publish_golden
 from .conftest import backbone_for
@@ -94,7 +94,7 @@ async def test_watcher_survives_store_errors_and_catches_up(tmp_path, monkeypatc
     monkeypatch.setattr(state.store, "manifest", down)
     task = asyncio.create_task(watcher.run())
     try:
-        from service.store import open_store
+        from adapterserve.store import open_store
 
         new = open_store(store_url).publish("sentiment", golden_dir("ah_head_one_layer"))  # another replica
         await asyncio.sleep(0.1)
@@ -133,12 +133,14 @@ def test_store_unreachable_admin_503_inference_keeps_serving_resident(tmp_path, 
             after = classify(client)
             assert after.status_code == 200 and after.json() == before.json()
             assert after.headers["X-Adapter-Version"] == before.headers["X-Adapter-Version"]
-            for r in (client.put("/admin/adapters/sentiment", files=golden_files("ah_head_one_layer"), headers=admin),
-                      client.get("/admin/adapters/sentiment/versions", headers=admin),
-                      client.post("/admin/adapters/sentiment/rollback", headers=admin),
-                      client.delete("/admin/adapters/sentiment", headers=admin),
-                      client.get("/adapters"),
-                      classify(client, "multi")):  # not resident: needs the store
+            for r in (
+                client.put("/admin/adapters/sentiment", files=golden_files("ah_head_one_layer"), headers=admin),
+                client.get("/admin/adapters/sentiment/versions", headers=admin),
+                client.post("/admin/adapters/sentiment/rollback", headers=admin),
+                client.delete("/admin/adapters/sentiment", headers=admin),
+                client.get("/adapters"),
+                classify(client, "multi"),
+            ):  # not resident: needs the store
                 assert r.status_code == 503, r.text
                 assert r.json()["error"] == "store_unavailable" and "unreachable" in r.json()["message"]
             again = classify(client)  # nothing changed by the refused admin calls

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from service.store import open_store
+from adapterserve.store import open_store
 
 from .api.conftest import TOKEN, golden_files
 from .conftest import GOLDEN, TINY
@@ -52,9 +52,11 @@ def test_two_server_processes_converge_through_s3_under_load(s3_url):
 
 async def _scenario(a: ServerProcess, b: ServerProcess) -> None:
     b_admin_url = f"http://127.0.0.1:{b.env['ADAPTERSERVE_ADMIN_PORT']}"
-    async with httpx.AsyncClient(base_url=a.url, timeout=30) as ca, \
-            httpx.AsyncClient(base_url=b.url, timeout=30) as cb, \
-            httpx.AsyncClient(base_url=b_admin_url, timeout=30) as cb_admin:
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=30) as ca,
+        httpx.AsyncClient(base_url=b.url, timeout=30) as cb,
+        httpx.AsyncClient(base_url=b_admin_url, timeout=30) as cb_admin,
+    ):
         # The admin API on its own port: absent on b's public port, present on its admin port.
         assert (await cb.get("/admin/adapters/sentiment/versions", headers=ADMIN)).status_code == 404
         assert (await cb_admin.get("/admin/adapters/sentiment/versions", headers=ADMIN)).status_code == 200
@@ -90,8 +92,9 @@ async def _scenario(a: ServerProcess, b: ServerProcess) -> None:
             took.append(await converge(cb, "fresh", lambda r: r.headers.get("X-Adapter-Version") == new))
 
             # And the other way round, through b's admin port.
-            r = await cb_admin.put("/admin/adapters/multi", files=golden_files("ah_multilabel"),
-                                   headers=ADMIN, params={})
+            r = await cb_admin.put(
+                "/admin/adapters/multi", files=golden_files("ah_multilabel"), headers=ADMIN, params={}
+            )
             assert r.status_code == 201  # identical content: same version, nothing changes
         finally:
             stop.set()

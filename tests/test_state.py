@@ -2,8 +2,8 @@
 
 from fastapi.testclient import TestClient
 
-from service.main import create_app
-from service.state import build_state
+from adapterserve.main import create_app
+from adapterserve.state import build_state
 
 from .api.conftest import make_settings, publish_golden
 from .conftest import backbone_for
@@ -39,7 +39,7 @@ def test_only_the_inference_worker_runs_torch_with_several_threads(tmp_path):
 
 
 def test_inference_threads_share_the_budget(tmp_path):
-    from service.state import inference_threads
+    from adapterserve.state import inference_threads
 
     assert inference_threads(make_settings(tmp_path, torch_threads=2), "cpu") == (2, 1)
     assert inference_threads(make_settings(tmp_path, torch_threads=1), "cpu") == (1, 1)

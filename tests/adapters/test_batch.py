@@ -4,19 +4,38 @@ per-segment path and the row-wise path (each row with its own adapter's stacked 
 import pytest
 import torch
 
-from service.engine.runner import run_rows
-from service.engine.tokenize import tokenize
-from service.formats import load_adapter
+from adapterserve.engine.runner import run_rows
+from adapterserve.engine.tokenize import tokenize
+from adapterserve.formats import load_adapter
 
 from ..conftest import GOLDEN, backbone_for
 
 # Repeated cases load as distinct adapters, so same-config groups form for the row-wise path; the rest
 # mix every kind of site, head and bias override in one batch.
-CASES = ["ah_seq_bn", "ah_seq_bn", "ah_seq_bn_bin", "ah_act_relu", "ah_static_head", "ah_head_pooler",
-         "ah_scaling_learned", "ah_scaling_channel", "ah_rf_dict_leave_out", "ah_double_seq_bn",
-         "ah_double_seq_bn", "ah_ln_before_after", "ah_ln_before_after", "ah_tagging",
-         "peft_lora_list", "peft_lora_list", "peft_lora_rslora", "peft_lora_patterns",
-         "peft_lora_layers_to_transform", "peft_lora_bias_all", "peft_token_cls", "peft_lora_all_dense"]
+CASES = [
+    "ah_seq_bn",
+    "ah_seq_bn",
+    "ah_seq_bn_bin",
+    "ah_act_relu",
+    "ah_static_head",
+    "ah_head_pooler",
+    "ah_scaling_learned",
+    "ah_scaling_channel",
+    "ah_rf_dict_leave_out",
+    "ah_double_seq_bn",
+    "ah_double_seq_bn",
+    "ah_ln_before_after",
+    "ah_ln_before_after",
+    "ah_tagging",
+    "peft_lora_list",
+    "peft_lora_list",
+    "peft_lora_rslora",
+    "peft_lora_patterns",
+    "peft_lora_layers_to_transform",
+    "peft_lora_bias_all",
+    "peft_token_cls",
+    "peft_lora_all_dense",
+]
 TEXTS = ["short", "a somewhat longer text with more words", "mid length text", "x y z", "one more here"]
 
 
@@ -33,7 +52,7 @@ def _batch(bb):
 
 @pytest.mark.parametrize("group_min", [2, 10**6], ids=["row-wise", "per-segment"])
 def test_mixed_batch_equals_one_by_one(group_min, monkeypatch):
-    import service.adapters.batch as batch_mod
+    import adapterserve.adapters.batch as batch_mod
 
     monkeypatch.setattr(batch_mod, "GROUP_MIN", group_min)
     bb = backbone_for("tiny-bert")
@@ -47,8 +66,8 @@ def test_mixed_batch_equals_one_by_one(group_min, monkeypatch):
 
 
 def test_row_wise_path_is_really_taken(monkeypatch):
-    import service.adapters.batch as batch_mod
-    import service.adapters.grouped as grouped
+    import adapterserve.adapters.batch as batch_mod
+    import adapterserve.adapters.grouped as grouped
 
     calls = []
     original = grouped.RowSet.__init__
@@ -78,21 +97,28 @@ def test_row_wise_group_covering_every_row_skips_the_pretrained_sublayer():
 
 
 def test_heads_with_different_label_counts_stack_and_keep_their_own_labels():
-    from service.adapters.batch import AdapterBatch, Segment
-    from service.adapters.grouped import head_signature
-    from service.adapters.model import Head
+    from adapterserve.adapters.batch import AdapterBatch, Segment
+    from adapterserve.adapters.grouped import head_signature
+    from adapterserve.adapters.model import Head
 
     g = torch.Generator().manual_seed(0)
 
     def head(labels):
-        return Head("classification", "cls", [(torch.randn(8, 8, generator=g), torch.randn(8, generator=g)),
-                                              (torch.randn(labels, 8, generator=g), torch.randn(labels, generator=g))],
-                    "tanh", [str(i) for i in range(labels)])
+        return Head(
+            "classification",
+            "cls",
+            [
+                (torch.randn(8, 8, generator=g), torch.randn(8, generator=g)),
+                (torch.randn(labels, 8, generator=g), torch.randn(labels, generator=g)),
+            ],
+            "tanh",
+            [str(i) for i in range(labels)],
+        )
 
     heads = [head(2), head(5), head(3)]
     assert len({head_signature(h) for h in heads}) == 1
 
-    from service.adapters.model import Adapter
+    from adapterserve.adapters.model import Adapter
 
     def A(h):
         return Adapter("bottleneck", h, 8)

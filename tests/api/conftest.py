@@ -7,21 +7,33 @@ import shutil
 import pytest
 from fastapi.testclient import TestClient
 
-from service.main import create_app
-from service.settings import Settings
-from service.state import build_state
-from service.store import open_store
+from adapterserve.main import create_app
+from adapterserve.settings import Settings
+from adapterserve.state import build_state
+from adapterserve.store import open_store
 
 from ..conftest import GOLDEN, TINY, backbone_for
 
 TOKEN = "test-admin-token"
-PUBLISHED = {"sentiment": "ah_seq_bn", "multi": "ah_multilabel", "ner": "ah_tagging", "lora": "peft_lora_list",
-             "pairs": "ah_text_pair", "lora-ner": "peft_token_cls"}
+PUBLISHED = {
+    "sentiment": "ah_seq_bn",
+    "multi": "ah_multilabel",
+    "ner": "ah_tagging",
+    "lora": "peft_lora_list",
+    "pairs": "ah_text_pair",
+    "lora-ner": "peft_token_cls",
+}
 
 
 def make_settings(tmp_path, **overrides) -> Settings:
-    base = dict(backbone=str(TINY), store=str(tmp_path / "store"), admin_token=TOKEN, warmup=False,
-                max_wait_ms=1.0, log_json=False)
+    base = dict(
+        backbone=str(TINY),
+        store=str(tmp_path / "store"),
+        admin_token=TOKEN,
+        warmup=False,
+        max_wait_ms=1.0,
+        log_json=False,
+    )
     base.update(overrides)
     return Settings(**base)
 

@@ -17,8 +17,8 @@ def _classify(client, name="sentiment"):
 def test_admin_refuses_without_configured_token(tmp_path):
     from fastapi.testclient import TestClient
 
-    from service.main import create_app
-    from service.state import build_state
+    from adapterserve.main import create_app
+    from adapterserve.state import build_state
 
     from ..conftest import backbone_for
     from .conftest import make_settings
@@ -30,8 +30,10 @@ def test_admin_refuses_without_configured_token(tmp_path):
         assert r.status_code == 403 and "ADAPTERSERVE_ADMIN_TOKEN" in r.json()["message"]
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"},
-                                     {"Authorization": f"Token {TOKEN}"}])
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}, {"Authorization": f"Token {TOKEN}"}],
+)
 def test_admin_needs_the_right_bearer_token(client, headers):
     r = client.put("/admin/adapters/x", files=golden_files("ah_seq_bn"), headers=headers)
     assert r.status_code == 401
@@ -79,6 +81,7 @@ def _evil_pickle() -> bytes:
     class Evil:
         def __reduce__(self):
             return (print, ("pwned",))
+
     return pickle.dumps({"x": Evil()})
 
 
@@ -88,20 +91,29 @@ def _torch_bytes(obj) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("case,files_fn,status", [
-    ("truncated safetensors", lambda: _files_with("ah_seq_bn", "adapter.safetensors",
-                                                  golden_files("ah_seq_bn")[0][1][1][:100]), 422),
-    ("garbage config", lambda: _files_with("ah_seq_bn", "adapter_config.json", b"{nope"), 422),
-    ("code-carrying pickle", lambda: _files_with("ah_seq_bn_bin", "pytorch_adapter.bin", _evil_pickle()), 422),
-    ("torch-saved non-tensor", lambda: _files_with("ah_seq_bn_bin", "pytorch_adapter.bin",
-                                                   _torch_bytes({"a": [1, 2]})), 422),
-    ("wrong backbone", lambda: golden_files("ah_minilm_seq_bn"), 422),
-    ("no head", lambda: golden_files("ah_plain_no_head"), 422),
-    ("dora", lambda: golden_files("peft_dora_refuse"), 422),
-    ("path in file name", lambda: [("files", ("../adapter_config.json", b"{}"))], 422),
-    ("not a form", None, 422),
-    ("no files", lambda: [("other", ("x.json", b"{}"))], 422),
-])
+@pytest.mark.parametrize(
+    "case,files_fn,status",
+    [
+        (
+            "truncated safetensors",
+            lambda: _files_with("ah_seq_bn", "adapter.safetensors", golden_files("ah_seq_bn")[0][1][1][:100]),
+            422,
+        ),
+        ("garbage config", lambda: _files_with("ah_seq_bn", "adapter_config.json", b"{nope"), 422),
+        ("code-carrying pickle", lambda: _files_with("ah_seq_bn_bin", "pytorch_adapter.bin", _evil_pickle()), 422),
+        (
+            "torch-saved non-tensor",
+            lambda: _files_with("ah_seq_bn_bin", "pytorch_adapter.bin", _torch_bytes({"a": [1, 2]})),
+            422,
+        ),
+        ("wrong backbone", lambda: golden_files("ah_minilm_seq_bn"), 422),
+        ("no head", lambda: golden_files("ah_plain_no_head"), 422),
+        ("dora", lambda: golden_files("peft_dora_refuse"), 422),
+        ("path in file name", lambda: [("files", ("../adapter_config.json", b"{}"))], 422),
+        ("not a form", None, 422),
+        ("no files", lambda: [("other", ("x.json", b"{}"))], 422),
+    ],
+)
 def test_bad_uploads_are_4xx_and_previous_version_keeps_serving(client, admin, case, files_fn, status):
     before = _classify(client)
     if files_fn is None:
@@ -126,8 +138,11 @@ def test_nan_weights_are_refused(client, admin, tmp_path):
     t[k] = t[k].clone()
     t[k][0] = float("nan")
     save_file(t, str(tmp_path / "a.safetensors"))
-    r = client.put("/admin/adapters/sentiment", headers=admin,
-                   files=_files_with("ah_seq_bn", "adapter.safetensors", (tmp_path / "a.safetensors").read_bytes()))
+    r = client.put(
+        "/admin/adapters/sentiment",
+        headers=admin,
+        files=_files_with("ah_seq_bn", "adapter.safetensors", (tmp_path / "a.safetensors").read_bytes()),
+    )
     assert r.status_code == 422 and "NaN" in r.json()["message"]
 
 
@@ -140,8 +155,11 @@ def test_wrong_shape_names_key_and_shapes(client, admin, tmp_path):
     k = next(x for x in sorted(t) if x.endswith("adapter_up.weight"))
     t[k] = torch.zeros(t[k].shape[0], t[k].shape[1] + 1)
     save_file(t, str(tmp_path / "a.safetensors"))
-    r = client.put("/admin/adapters/sentiment", headers=admin,
-                   files=_files_with("ah_seq_bn", "adapter.safetensors", (tmp_path / "a.safetensors").read_bytes()))
+    r = client.put(
+        "/admin/adapters/sentiment",
+        headers=admin,
+        files=_files_with("ah_seq_bn", "adapter.safetensors", (tmp_path / "a.safetensors").read_bytes()),
+    )
     assert r.status_code == 422
     msg = r.json()["message"]
     assert "adapter_up.weight" in msg and "shape" in msg

@@ -10,8 +10,8 @@ import zipfile
 import pytest
 from fastapi.testclient import TestClient
 
-from service.main import create_app
-from service.state import build_state
+from adapterserve.main import create_app
+from adapterserve.state import build_state
 
 from ..conftest import GOLDEN, backbone_for
 from .conftest import TOKEN, golden_files, make_settings, publish_golden
@@ -39,10 +39,15 @@ def _classify(client, name="sentiment"):
     return client.post(f"/classify?adapter={name}", json={"inputs": ["one text", "another"], "raw_scores": True})
 
 
-@pytest.mark.parametrize("part", [("files", ("adapter.tar.gz", tgz("ah_double_seq_bn", "my-adapter/"))),
-                                  ("files", ("adapter.tgz", tgz("ah_double_seq_bn"))),
-                                  ("files", ("adapter.zip", zipped("ah_double_seq_bn"))),
-                                  ("archive", ("blob", tgz("ah_double_seq_bn")))])
+@pytest.mark.parametrize(
+    "part",
+    [
+        ("files", ("adapter.tar.gz", tgz("ah_double_seq_bn", "my-adapter/"))),
+        ("files", ("adapter.tgz", tgz("ah_double_seq_bn"))),
+        ("files", ("adapter.zip", zipped("ah_double_seq_bn"))),
+        ("archive", ("blob", tgz("ah_double_seq_bn"))),
+    ],
+)
 def test_archive_upload_serves_the_same_version_as_its_files(client, admin, part):
     r = client.put("/admin/adapters/from-archive", files=[part], headers=admin)
     assert r.status_code == 201, r.text
@@ -53,21 +58,31 @@ def test_archive_upload_serves_the_same_version_as_its_files(client, admin, part
 
 
 def test_archive_with_labels(client, admin):
-    r = client.put("/admin/adapters/peft-zip", headers=admin,
-                   files=[("files", ("a.zip", zipped("peft_lora_list"))), ("labels", (None, "neg,neu,pos"))])
+    r = client.put(
+        "/admin/adapters/peft-zip",
+        headers=admin,
+        files=[("files", ("a.zip", zipped("peft_lora_list"))), ("labels", (None, "neg,neu,pos"))],
+    )
     assert r.status_code == 201, r.text
     assert {x["label"] for x in _classify(client, "peft-zip").json()[0]} == {"neg", "neu", "pos"}
 
 
-@pytest.mark.parametrize("case,files,status", [
-    ("path trick", lambda: [("files", ("a.zip", zipped("ah_seq_bn", {"../evil.json": b"{}"})))], 422),
-    ("absolute", lambda: [("files", ("a.zip", zipped("ah_seq_bn", {"/etc/evil": b"{}"})))], 422),
-    ("bomb", lambda: [("files", ("a.zip", zipped("ah_seq_bn", {"zeros.bin": b"\0" * (3 << 20)})))], 413),
-    ("garbage", lambda: [("files", ("a.tar.gz", b"\x1f\x8bnot really"))], 422),
-    ("archive and files", lambda: [("files", ("a.zip", zipped("ah_seq_bn")))] + golden_files("ah_seq_bn"), 422),
-    ("two archives", lambda: [("files", ("a.zip", zipped("ah_seq_bn"))), ("archive", ("b", tgz("ah_seq_bn")))], 422),
-    ("wrong backbone", lambda: [("files", ("a.tgz", tgz("ah_minilm_seq_bn")))], 422),
-])
+@pytest.mark.parametrize(
+    "case,files,status",
+    [
+        ("path trick", lambda: [("files", ("a.zip", zipped("ah_seq_bn", {"../evil.json": b"{}"})))], 422),
+        ("absolute", lambda: [("files", ("a.zip", zipped("ah_seq_bn", {"/etc/evil": b"{}"})))], 422),
+        ("bomb", lambda: [("files", ("a.zip", zipped("ah_seq_bn", {"zeros.bin": b"\0" * (3 << 20)})))], 413),
+        ("garbage", lambda: [("files", ("a.tar.gz", b"\x1f\x8bnot really"))], 422),
+        ("archive and files", lambda: [("files", ("a.zip", zipped("ah_seq_bn")))] + golden_files("ah_seq_bn"), 422),
+        (
+            "two archives",
+            lambda: [("files", ("a.zip", zipped("ah_seq_bn"))), ("archive", ("b", tgz("ah_seq_bn")))],
+            422,
+        ),
+        ("wrong backbone", lambda: [("files", ("a.tgz", tgz("ah_minilm_seq_bn")))], 422),
+    ],
+)
 def test_bad_archives_are_4xx_and_change_nothing(tmp_path, admin, case, files, status):
     s = make_settings(tmp_path, max_upload_bytes=2 << 20)
     publish_golden(s.store)
@@ -91,8 +106,12 @@ def test_one_audit_line_per_admin_action_whatever_the_outcome(client, admin, cap
     client.delete("/admin/adapters/fresh", headers=admin)
     lines = [r for r in caplog.records if r.name == "adapterserve.audit"]
     got = [(r.action, r.adapter, r.outcome) for r in lines]
-    assert got == [("upload", "fresh", "ok"), ("rollback", "fresh", "bad_request"),
-                   ("delete", "fresh", "unauthorized"), ("delete", "fresh", "ok")]
+    assert got == [
+        ("upload", "fresh", "ok"),
+        ("rollback", "fresh", "bad_request"),
+        ("delete", "fresh", "unauthorized"),
+        ("delete", "fresh", "ok"),
+    ]
     assert len(lines[0].version) == 16 and lines[2].status == 401 and all(r.audit for r in lines)
     assert TOKEN not in caplog.text
 

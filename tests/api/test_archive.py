@@ -9,8 +9,8 @@ import zipfile
 
 import pytest
 
-from service.api.archive import extract_archive, is_archive_name
-from service.errors import BadRequest, PayloadTooLarge
+from adapterserve.api.archive import extract_archive, is_archive_name
+from adapterserve.errors import BadRequest, PayloadTooLarge
 
 from ..conftest import GOLDEN
 
@@ -48,8 +48,18 @@ def golden_entries(prefix=""):
     return [(prefix + p.name, p.read_bytes()) for p in sorted(SRC.iterdir())]
 
 
-@pytest.mark.parametrize("name,yes", [("a.tar.gz", True), ("A.TGZ", True), ("a.zip", True), ("a.tar", True),
-                                      ("adapter.safetensors", False), ("x.gz", False), (None, False)])
+@pytest.mark.parametrize(
+    "name,yes",
+    [
+        ("a.tar.gz", True),
+        ("A.TGZ", True),
+        ("a.zip", True),
+        ("a.tar", True),
+        ("adapter.safetensors", False),
+        ("x.gz", False),
+        (None, False),
+    ],
+)
 def test_is_archive_name(name, yes):
     assert is_archive_name(name) is yes
 
@@ -71,8 +81,16 @@ def test_extracts_flat_or_one_top_folder(tmp_path, kind, prefix):
         assert (dest / p.name).read_bytes() == p.read_bytes()
 
 
-BAD_NAMES = ["../evil", "/etc/passwd", "a/../../evil", "C:/evil", "a\\..\\evil", "a/b/c/d/e/f/g/h/i/deep",
-             "bad name", "a/$(x)"]
+BAD_NAMES = [
+    "../evil",
+    "/etc/passwd",
+    "a/../../evil",
+    "C:/evil",
+    "a\\..\\evil",
+    "a/b/c/d/e/f/g/h/i/deep",
+    "bad name",
+    "a/$(x)",
+]
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
@@ -90,10 +108,16 @@ def test_path_tricks_are_refused(tmp_path, name, kind):
     assert not (tmp_path / "evil").exists()
 
 
-@pytest.mark.parametrize("entry", [("link", None, tarfile.SYMTYPE, "/etc/passwd"),
-                                   ("hard", None, tarfile.LNKTYPE, "adapter_config.json"),
-                                   ("dev", None, tarfile.CHRTYPE), ("blk", None, tarfile.BLKTYPE),
-                                   ("fifo", None, tarfile.FIFOTYPE)])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        ("link", None, tarfile.SYMTYPE, "/etc/passwd"),
+        ("hard", None, tarfile.LNKTYPE, "adapter_config.json"),
+        ("dev", None, tarfile.CHRTYPE),
+        ("blk", None, tarfile.BLKTYPE),
+        ("fifo", None, tarfile.FIFOTYPE),
+    ],
+)
 def test_tar_links_and_devices_are_refused(tmp_path, entry):
     archive = make_tar(tmp_path / "a.tgz", [("adapter_config.json", b"{}"), entry])
     dest = tmp_path / "out"
@@ -103,8 +127,9 @@ def test_tar_links_and_devices_are_refused(tmp_path, entry):
 
 
 def test_zip_symlink_is_refused(tmp_path):
-    archive = make_zip(tmp_path / "a.zip", [("adapter_config.json", b"{}"),
-                                            ("link", "/etc/passwd", stat.S_IFLNK | 0o777)])
+    archive = make_zip(
+        tmp_path / "a.zip", [("adapter_config.json", b"{}"), ("link", "/etc/passwd", stat.S_IFLNK | 0o777)]
+    )
     dest = tmp_path / "out"
     dest.mkdir()
     with pytest.raises(BadRequest, match="link or special"):
@@ -140,7 +165,7 @@ def test_zip_that_lies_about_its_size_is_stopped_by_bytes_written(tmp_path):
     # Shrink the declared uncompressed size (local header and central directory) to 10 bytes.
     for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
         i = data.index(sig)
-        data[i + off:i + off + 4] = (10).to_bytes(4, "little")
+        data[i + off : i + off + 4] = (10).to_bytes(4, "little")
     archive.write_bytes(bytes(data))
     dest = tmp_path / "out"
     dest.mkdir()

@@ -24,7 +24,7 @@ def _assert_golden_through_http(client, adapter: str, case: str):
     assert r.status_code == 200, r.text
     for got, want in zip(r.json(), exp["logits_batched"]):
         by_label = {x["label"]: x["score"] for x in got}
-        assert torch.allclose(torch.tensor([by_label[l] for l in exp["labels"]]), torch.tensor(want), atol=1e-4)
+        assert torch.allclose(torch.tensor([by_label[name] for name in exp["labels"]]), torch.tensor(want), atol=1e-4)
 
 
 def test_classify_matches_golden_logits_through_http(client):
@@ -49,15 +49,18 @@ def test_lora_adapter(client):
     assert [x["label"] for x in r.json()[0]][0].startswith("LABEL_")
 
 
-@pytest.mark.parametrize("body,fragment", [
-    ({"inputs": []}, "must not be empty"),
-    ({"inputs": 5}, "inputs"),
-    ({}, "inputs"),
-    ({"inputs": [["a"]]}, "pair"),
-    ({"inputs": ["a", ["b", "c"]]}, "mix"),
-    ({"inputs": "x", "top_k": 0}, "top_k"),
-    ({"inputs": "x", "unknown": 1}, "unknown"),
-])
+@pytest.mark.parametrize(
+    "body,fragment",
+    [
+        ({"inputs": []}, "must not be empty"),
+        ({"inputs": 5}, "inputs"),
+        ({}, "inputs"),
+        ({"inputs": [["a"]]}, "pair"),
+        ({"inputs": ["a", ["b", "c"]]}, "mix"),
+        ({"inputs": "x", "top_k": 0}, "top_k"),
+        ({"inputs": "x", "unknown": 1}, "unknown"),
+    ],
+)
 def test_malformed_bodies_are_422_with_a_message(client, body, fragment):
     r = client.post("/classify?adapter=sentiment", json=body)
     assert r.status_code == 422, r.text
@@ -115,7 +118,8 @@ def test_many_inputs_split_across_batches_keep_order(client):
     texts = [f"text number {i} " * (1 + i % 5) for i in range(100)]
     r = client.post("/classify?adapter=sentiment", json={"inputs": texts, "raw_scores": True})
     assert r.status_code == 200
-    one = [client.post("/classify?adapter=sentiment", json={"inputs": t, "raw_scores": True}).json()[0]
-           for t in texts[:5]]
+    one = [
+        client.post("/classify?adapter=sentiment", json={"inputs": t, "raw_scores": True}).json()[0] for t in texts[:5]
+    ]
     for a, b in zip(r.json()[:5], one):
         assert a[0]["label"] == b[0]["label"] and abs(a[0]["score"] - b[0]["score"]) < 1e-4

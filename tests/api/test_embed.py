@@ -25,9 +25,9 @@ def test_embed_bad_input(client):
 def test_embeddings_match_sentence_transformers(minilm_backbone):
     from sentence_transformers import SentenceTransformer
 
-    from service.engine.runner import run_rows
-    from service.engine.tokenize import tokenize
-    from service.settings import default_backbone
+    from adapterserve.engine.runner import run_rows
+    from adapterserve.engine.tokenize import tokenize
+    from adapterserve.settings import default_backbone
 
     texts = ["I love it", "Self-driving cars are the future of transport, or so they say.", "meh"]
     st = SentenceTransformer(default_backbone(), device="cpu")

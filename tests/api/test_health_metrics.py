@@ -8,12 +8,23 @@ def test_metrics_exposes_the_documented_names(client):
     client.post("/classify?adapter=sentiment", json={"inputs": "x"})
     client.post("/classify?adapter=does-not-exist", json={"inputs": "x"})
     text = client.get("/metrics").text
-    for name in ("adapterserve_requests_total", "adapterserve_request_duration_seconds_bucket",
-                 "adapterserve_queue_wait_seconds", "adapterserve_tokenize_seconds", "adapterserve_inference_seconds",
-                 "adapterserve_batch_size", "adapterserve_batch_tokens", "adapterserve_batch_padding_ratio",
-                 "adapterserve_queue_requests", "adapterserve_queue_tokens", "adapterserve_adapters_resident",
-                 "adapterserve_adapter_load_seconds", "adapterserve_adapter_cache_hits_total",
-                 "adapterserve_adapter_cache_misses_total", "process_resident_memory_bytes"):
+    for name in (
+        "adapterserve_requests_total",
+        "adapterserve_request_duration_seconds_bucket",
+        "adapterserve_queue_wait_seconds",
+        "adapterserve_tokenize_seconds",
+        "adapterserve_inference_seconds",
+        "adapterserve_batch_size",
+        "adapterserve_batch_tokens",
+        "adapterserve_batch_padding_ratio",
+        "adapterserve_queue_requests",
+        "adapterserve_queue_tokens",
+        "adapterserve_adapters_resident",
+        "adapterserve_adapter_load_seconds",
+        "adapterserve_adapter_cache_hits_total",
+        "adapterserve_adapter_cache_misses_total",
+        "process_resident_memory_bytes",
+    ):
         assert name in text, name
     assert 'adapter="sentiment",route="classify",status="200"' in text
     assert 'adapter="does-not-exist"' not in text and 'adapter="unknown"' in text
@@ -47,7 +58,7 @@ def test_ready_is_503_while_draining_but_live_stays_200(client):
 def test_ready_is_503_before_startup():
     from fastapi.testclient import TestClient
 
-    from service.main import create_app
+    from adapterserve.main import create_app
 
     app = create_app()
     c = TestClient(app)  # no lifespan: nothing loaded

@@ -8,7 +8,7 @@ def test_tag_none_gives_one_item_per_wordpiece(client):
     (tokens,) = r.json()
     assert len(tokens) >= 5
     for t in tokens:
-        assert text[t["start"]:t["end"]].lower().replace(" ", "") == t["token"].removeprefix("##")
+        assert text[t["start"] : t["end"]].lower().replace(" ", "") == t["token"].removeprefix("##")
         assert t["label"] in {"B-PER", "I-PER", "B-LOC", "I-LOC", "O"}
         assert 0 < t["score"] <= 1
 
@@ -20,7 +20,7 @@ def test_tag_simple_merges_spans(client):
     assert len(r.json()) == 2
     for text, ents in zip(texts, r.json()):
         for e in ents:
-            assert e["text"] == text[e["start"]:e["end"]]
+            assert e["text"] == text[e["start"] : e["end"]]
             assert e["label"] in {"PER", "LOC"}
             assert "B-" not in e["label"]
 

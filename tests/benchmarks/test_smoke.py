@@ -8,13 +8,13 @@ import time
 
 import pytest
 
+from adapterserve.formats.registry import load_adapter
 from benchmarks import load as L
 from benchmarks.adapters import AdapterSpec, adapter_names, build_store, write_adapter
 from benchmarks.corpus import load_texts, long_texts
 from benchmarks.report import render, summary_table, targets
-from benchmarks.run import batch_stats, cold_spec, phase_record, Config
+from benchmarks.run import Config, batch_stats, cold_spec, phase_record
 from benchmarks.server import Histogram, ServerProcess, free_port, histogram, parse_metrics, proc_status
-from service.formats.registry import load_adapter
 
 from ..conftest import TINY
 
@@ -47,7 +47,7 @@ def test_cold_spec_is_near_the_target_size():
 
 
 def test_build_store_publishes_every_adapter(tmp_path):
-    from service.store.local import LocalStore
+    from adapterserve.store.local import LocalStore
 
     sizes = build_store(tmp_path / "store", adapter_names(3), AdapterSpec(32, 2), extra={"big": AdapterSpec(32, 2, 2)})
     assert set(sizes) == {"a000", "a001", "a002", "big"} and all(s > 0 for s in sizes.values())
@@ -68,13 +68,26 @@ def test_requests_uniform_and_zipf():
 
 
 def test_metrics_parsing_and_histogram_difference():
-    text = "\n".join([
-        "# HELP x_batch_size Rows per batch", "# TYPE x_batch_size histogram",
-        'x_batch_size_bucket{le="1.0"} 2.0', 'x_batch_size_bucket{le="4.0"} 5.0', 'x_batch_size_bucket{le="+Inf"} 6.0',
-        "x_batch_size_sum 30.0", "x_batch_size_count 6.0", 'x_requests_total{adapter="a",status="200"} 3.0'])
+    text = "\n".join(
+        [
+            "# HELP x_batch_size Rows per batch",
+            "# TYPE x_batch_size histogram",
+            'x_batch_size_bucket{le="1.0"} 2.0',
+            'x_batch_size_bucket{le="4.0"} 5.0',
+            'x_batch_size_bucket{le="+Inf"} 6.0',
+            "x_batch_size_sum 30.0",
+            "x_batch_size_count 6.0",
+            'x_requests_total{adapter="a",status="200"} 3.0',
+        ]
+    )
     now = parse_metrics(text)
-    before = parse_metrics(text.replace(" 2.0", " 1.0").replace("_sum 30.0", "_sum 10.0")
-                           .replace("_count 6.0", "_count 3.0").replace(" 5.0", " 2.0").replace('"+Inf"} 6.0', '"+Inf"} 3.0'))
+    before = parse_metrics(
+        text.replace(" 2.0", " 1.0")
+        .replace("_sum 30.0", "_sum 10.0")
+        .replace("_count 6.0", "_count 3.0")
+        .replace(" 5.0", " 2.0")
+        .replace('"+Inf"} 6.0', '"+Inf"} 3.0')
+    )
     h = histogram(now, "x_batch_size") - histogram(before, "x_batch_size")
     assert isinstance(h, Histogram) and h.count == 3 and h.sum == 20 and h.mean == pytest.approx(20 / 3)
     assert sum(share for _, share in h.distribution()) == pytest.approx(1.0)
@@ -93,15 +106,22 @@ def inprocess_server(tmp_path):
     """adapterserve on the tiny backbone in a thread, with 4 generated adapters."""
     import uvicorn
 
-    from service.main import create_app
-    from service.settings import Settings
+    from adapterserve.main import create_app
+    from adapterserve.settings import Settings
 
     build_store(tmp_path / "store", adapter_names(4), AdapterSpec(32, 2))
-    settings = Settings(backbone=str(TINY), store=str(tmp_path / "store"), warmup=False, log_json=False,
-                        log_level="WARNING", max_wait_ms=1.0)
+    settings = Settings(
+        backbone=str(TINY),
+        store=str(tmp_path / "store"),
+        warmup=False,
+        log_json=False,
+        log_level="WARNING",
+        max_wait_ms=1.0,
+    )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
@@ -158,26 +178,71 @@ def test_batch_aligned_rate_counts_whole_batches():
 
 
 def test_report_renders_from_a_minimal_result():
-    phase = {"label": "1 adapter", "strategy": "mixed", "adapters": 1, "dist": "single", "mode": "closed",
-             "duration_s": 1.0, "ok": 10, "errors": {}, "req_per_s": 10.0, "seq_per_s": 10.0, "p50_ms": 5.0,
-             "p95_ms": 6.0, "p99_ms": 7.0, "concurrency": Config().concurrency, "mean_batch": 2.0, "batch_dist": [[2.0, 1.0]],
-             "padding_ratio": 0.1, "adapters_per_batch": 1.0, "inference_busy": 0.5, "rows_per_inference_s": 20.0,
-             "ms_per_batch": 3.0, "rss_peak": 100 * 1024**2}
+    phase = {
+        "label": "1 adapter",
+        "strategy": "mixed",
+        "adapters": 1,
+        "dist": "single",
+        "mode": "closed",
+        "duration_s": 1.0,
+        "ok": 10,
+        "errors": {},
+        "req_per_s": 10.0,
+        "seq_per_s": 10.0,
+        "p50_ms": 5.0,
+        "p95_ms": 6.0,
+        "p99_ms": 7.0,
+        "concurrency": Config().concurrency,
+        "mean_batch": 2.0,
+        "batch_dist": [[2.0, 1.0]],
+        "padding_ratio": 0.1,
+        "adapters_per_batch": 1.0,
+        "inference_busy": 0.5,
+        "rows_per_inference_s": 20.0,
+        "ms_per_batch": 3.0,
+        "rss_peak": 100 * 1024**2,
+    }
     many = dict(phase, label="64 uniform", adapters=64, dist="uniform", seq_per_s=9.0, req_per_s=9.0)
     per = dict(many, strategy="per_adapter", seq_per_s=3.0, req_per_s=3.0)
-    results = {"config": vars(Config()) | {"quick": True}, "command": "python -m benchmarks.run --quick",
-               "machine": {"nproc": 2, "commit": "abc"}, "texts": "test", "backbone": "tiny", "wall_s": 1.0,
-               "adapters": {"count": 64, "bytes_each": 1000, "reduction_factor": 16, "width": 2,
-                            "cold_reduction_factor": 2, "cold_head_layers": 2},
-               "bare": {"batch_size": 64, "seq_per_s": 11.0, "padding_ratio": 0.4, "tokenize_share": 0.05},
-               "mixed": {"phases": [phase, many], "idle": {"p50_ms": 4.0, "p95_ms": 5.0, "p99_ms": 6.0, "ok": 5},
-                         "cold": {"bytes": 4e6, "adapters": [{"name": "c", "cold_ms": 30.0, "warm_ms": 5.0}],
-                                  "server_load_ms_mean": 10.0, "loads": 1}},
-               "per_adapter": {"phases": [per]},
-               "threads": {"helper with default threads": {"threads": 2, "before": {"passes_per_s": 160.0, "cores": 2.0},
-                                                           "after": {"passes_per_s": 110.0, "cores": 1.6}}},
-               "workers": [{"workers": 1, "threads": 2, "rows_per_pass": 1, "rows_per_s": 40.0},
-                           {"workers": 2, "threads": 1, "rows_per_pass": 1, "rows_per_s": 80.0}]}
+    results = {
+        "config": vars(Config()) | {"quick": True},
+        "command": "python -m benchmarks.run --quick",
+        "machine": {"nproc": 2, "commit": "abc"},
+        "texts": "test",
+        "backbone": "tiny",
+        "wall_s": 1.0,
+        "adapters": {
+            "count": 64,
+            "bytes_each": 1000,
+            "reduction_factor": 16,
+            "width": 2,
+            "cold_reduction_factor": 2,
+            "cold_head_layers": 2,
+        },
+        "bare": {"batch_size": 64, "seq_per_s": 11.0, "padding_ratio": 0.4, "tokenize_share": 0.05},
+        "mixed": {
+            "phases": [phase, many],
+            "idle": {"p50_ms": 4.0, "p95_ms": 5.0, "p99_ms": 6.0, "ok": 5},
+            "cold": {
+                "bytes": 4e6,
+                "adapters": [{"name": "c", "cold_ms": 30.0, "warm_ms": 5.0}],
+                "server_load_ms_mean": 10.0,
+                "loads": 1,
+            },
+        },
+        "per_adapter": {"phases": [per]},
+        "threads": {
+            "helper with default threads": {
+                "threads": 2,
+                "before": {"passes_per_s": 160.0, "cores": 2.0},
+                "after": {"passes_per_s": 110.0, "cores": 1.6},
+            }
+        },
+        "workers": [
+            {"workers": 1, "threads": 2, "rows_per_pass": 1, "rows_per_s": 40.0},
+            {"workers": 2, "threads": 1, "rows_per_pass": 1, "rows_per_s": 80.0},
+        ],
+    }
     tg = {t["target"]: t["status"] for t in targets(results)}
     assert tg["mixed, 64 adapters (uniform) vs 1 adapter"] == "SHORT"
     assert tg["mixed vs per-adapter batches, 64 adapters (uniform)"] == "PASS"
@@ -192,13 +257,27 @@ def test_report_renders_from_a_minimal_result():
 
 @pytest.mark.slow
 def test_real_server_subprocess_and_metrics(tmp_path):
-    """The harness's ServerProcess: a real `service.cli serve`, a short closed loop, memory and /metrics."""
+    """The harness's ServerProcess: a real `adapterserve.cli serve`, a short closed loop, memory and /metrics."""
     build_store(tmp_path / "store", adapter_names(2), AdapterSpec(32, 2))
     port = free_port()
-    server = ServerProcess(["-m", "service.cli", "serve", "--port", str(port), "--store", str(tmp_path / "store"),
-                            "--backbone", str(TINY), "--device", "cpu"],
-                           {"ADAPTERSERVE_LOG_LEVEL": "WARNING", "ADAPTERSERVE_BATCHING": "per_adapter"},
-                           port, tmp_path / "server.log")
+    server = ServerProcess(
+        [
+            "-m",
+            "adapterserve",
+            "serve",
+            "--port",
+            str(port),
+            "--store",
+            str(tmp_path / "store"),
+            "--backbone",
+            str(TINY),
+            "--device",
+            "cpu",
+        ],
+        {"ADAPTERSERVE_LOG_LEVEL": "WARNING", "ADAPTERSERVE_BATCHING": "per_adapter"},
+        port,
+        tmp_path / "server.log",
+    )
     with server.start(timeout=120):
         texts, _ = load_texts(32)
         reqs = L.make_requests(texts, adapter_names(2), "zipf", 100)

@@ -233,9 +233,7 @@ def _smp_list(kind: str, target: list, patch: list, parent: str, field: str) -> 
             raise KustomizeError(f"unsupported $patch directive {directive!r} in list {field!r}")
         out.append(_smp_map(kind, copy.deepcopy(by_key.get(key, {})), item, field))
     out.extend(
-        copy.deepcopy(item)
-        for item in target
-        if not (isinstance(item, dict) and item.get(merge_key) in mentioned)
+        copy.deepcopy(item) for item in target if not (isinstance(item, dict) and item.get(merge_key) in mentioned)
     )
     return out
 
@@ -357,9 +355,7 @@ def json6902(target: dict, ops: list) -> dict:
         elif kind == "test":
             actual = _get(doc, path)
             if actual != op["value"]:
-                raise KustomizeError(
-                    f"JSON patch test failed at {path!r}: {actual!r} != {op['value']!r}"
-                )
+                raise KustomizeError(f"JSON patch test failed at {path!r}: {actual!r} != {op['value']!r}")
         else:
             raise KustomizeError(f"unsupported JSON 6902 op {kind!r}")
     return doc
@@ -428,10 +424,7 @@ def _apply_patches(objs: list[dict], patches: list, root: Path) -> list[dict]:
                     if o["kind"] == doc.get("kind")
                     and _group_version(o["apiVersion"])[0] == _group_version(doc.get("apiVersion", ""))[0]
                     and (o.get("metadata") or {}).get("name") == meta.get("name")
-                    and (
-                        "namespace" not in meta
-                        or (o.get("metadata") or {}).get("namespace") == meta["namespace"]
-                    )
+                    and ("namespace" not in meta or (o.get("metadata") or {}).get("namespace") == meta["namespace"])
                 ]
                 if len(hits) > 1:
                     raise KustomizeError(f"{root}: patch for {doc.get('kind')}/{meta.get('name')} is ambiguous")

@@ -15,8 +15,23 @@ from deploy_helpers import DOCKER, REPO
 
 DOCKERFILES = ("Dockerfile", "Dockerfile.cuda")
 KNOWN = {
-    "FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME",
-    "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL",
+    "FROM",
+    "RUN",
+    "CMD",
+    "LABEL",
+    "EXPOSE",
+    "ENV",
+    "ADD",
+    "COPY",
+    "ENTRYPOINT",
+    "VOLUME",
+    "USER",
+    "WORKDIR",
+    "ARG",
+    "ONBUILD",
+    "STOPSIGNAL",
+    "HEALTHCHECK",
+    "SHELL",
 }
 
 
@@ -186,7 +201,7 @@ def test_environment_offline_and_defaults(dockerfile):
 
 
 def test_environment_names_are_service_settings(dockerfile):
-    settings = pytest.importorskip("service.settings")
+    settings = pytest.importorskip("adapterserve.settings")
     fields = {f.upper() for f in settings.Settings.model_fields}
     name, instructions = dockerfile
     env = env_of(stages(instructions)[-1])
@@ -249,9 +264,20 @@ def test_dockerignore():
         for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    for path in (".git/config", ".venv/bin/python", "tests/deploy/conftest.py", "service/__pycache__/x.pyc"):
+    for path in (
+        ".git/config",
+        ".venv/bin/python",
+        "tests/deploy/conftest.py",
+        "service/adapterserve/__pycache__/x.pyc",
+    ):
         assert _ignored(patterns, path), path
-    for path in ("pyproject.toml", "README.md", "service/__init__.py", "service/settings.py", "adapters_store/x"):
+    for path in (
+        "pyproject.toml",
+        "README.md",
+        "service/__init__.py",
+        "service/adapterserve/settings.py",
+        "adapters_store/x",
+    ):
         assert not _ignored(patterns, path), path
 
 

@@ -10,12 +10,11 @@ import subprocess
 
 import jsonschema
 import kubernetes_validate
+import kustomize_render
 import promql_parser
 import pytest
 import yaml
 from deploy_helpers import DEPLOY, DOCKER, GAUGES, OVERLAYS, find
-
-import kustomize_render
 
 K8S_VERSIONS = ["1.30", kubernetes_validate.latest_version()]
 EXPECTED_KINDS = {
@@ -64,8 +63,16 @@ def matches(selector: dict, labels: dict) -> bool:
 
 
 _SUFFIXES = {
-    "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+    "m": 1e-3,
+    "": 1,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
 }
 
 
@@ -164,8 +171,14 @@ SERVICE_MONITOR_SCHEMA = {
                             "targetPort": {"type": ["string", "integer"]},
                             "path": {"type": "string", "pattern": "^/"},
                             "scheme": {"enum": ["http", "https", "HTTP", "HTTPS"]},
-                            "interval": {"type": "string", "pattern": r"^(0|(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"},
-                            "scrapeTimeout": {"type": "string", "pattern": r"^(0|(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"},
+                            "interval": {
+                                "type": "string",
+                                "pattern": r"^(0|(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
+                            },
+                            "scrapeTimeout": {
+                                "type": "string",
+                                "pattern": r"^(0|(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
+                            },
                             "honorLabels": {"type": "boolean"},
                             "relabelings": {"type": "array"},
                             "metricRelabelings": {"type": "array"},
@@ -217,11 +230,7 @@ def test_secret_example_matches_references(rendered):
         if "secretKeyRef" in env.get("valueFrom", {})
     }
     assert refs == provided
-    names = {
-        env["name"]
-        for env in container(rendered["cpu"])["env"]
-        if "secretKeyRef" in env.get("valueFrom", {})
-    }
+    names = {env["name"] for env in container(rendered["cpu"])["env"] if "secretKeyRef" in env.get("valueFrom", {})}
     assert names == {"ADAPTERSERVE_ADMIN_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 
 
@@ -438,7 +447,10 @@ def test_gpu_hpa_patch_applied(rendered):
     cpu = find(rendered["cpu"], "HorizontalPodAutoscaler", "adapterserve")
     gpu = find(rendered["gpu"], "HorizontalPodAutoscaler", "adapterserve")
     assert gpu["spec"]["maxReplicas"] < cpu["spec"]["maxReplicas"]
-    assert gpu["spec"]["metrics"][1]["pods"]["target"]["averageValue"] != cpu["spec"]["metrics"][1]["pods"]["target"]["averageValue"]
+    assert (
+        gpu["spec"]["metrics"][1]["pods"]["target"]["averageValue"]
+        != cpu["spec"]["metrics"][1]["pods"]["target"]["averageValue"]
+    )
 
 
 def test_prometheus_adapter_rule_serves_the_hpa_metric(rendered):
@@ -467,7 +479,7 @@ def test_prometheus_adapter_rule_serves_the_hpa_metric(rendered):
 
 def test_configmap_keys_are_service_settings(rendered):
     """Every ADAPTERSERVE_* key set by deploy/ is a real setting (typos would be silently ignored)."""
-    settings = pytest.importorskip("service.settings")
+    settings = pytest.importorskip("adapterserve.settings")
     fields = {name.upper() for name in settings.Settings.model_fields}
     for overlay in OVERLAYS:
         data = config(rendered[overlay])

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from kustomize_render import KustomizeError, build, json6902, strategic_merge
 
 DEPLOYMENT = """
@@ -118,9 +117,7 @@ def render(directory: Path) -> list[dict]:
     ours = build(directory)
     real = real_kustomize(directory)
     if real is not None:
-        assert [(o["kind"], o["metadata"]["name"]) for o in ours] == [
-            (o["kind"], o["metadata"]["name"]) for o in real
-        ]
+        assert [(o["kind"], o["metadata"]["name"]) for o in ours] == [(o["kind"], o["metadata"]["name"]) for o in real]
         for mine, theirs in zip(ours, real):
             assert yaml.safe_dump(mine) == yaml.safe_dump(theirs)
     return ours

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from service.engine.batcher import Batcher, BatcherConfig, WorkItem
-from service.engine.tokenize import Encoded
-from service.errors import DeadlineExceeded, Overloaded, Unavailable
+from adapterserve.engine.batcher import Batcher, BatcherConfig, WorkItem
+from adapterserve.engine.tokenize import Encoded
+from adapterserve.errors import DeadlineExceeded, Overloaded, Unavailable
 
 
 class FakeRunner:
@@ -29,8 +29,14 @@ class FakeRunner:
 
 def item(key="a", n_tokens=4, rows=1, deadline_s=10.0):
     loop = asyncio.get_running_loop()
-    return WorkItem(key, None, [Encoded(list(range(n_tokens)), None)] * rows, False,
-                    time.monotonic() + deadline_s, loop.create_future())
+    return WorkItem(
+        key,
+        None,
+        [Encoded(list(range(n_tokens)), None)] * rows,
+        False,
+        time.monotonic() + deadline_s,
+        loop.create_future(),
+    )
 
 
 async def run_with(config: BatcherConfig, runner: FakeRunner):
@@ -226,13 +232,16 @@ async def test_expired_items_deep_in_the_queue_are_not_computed():
 
 
 def test_window_prefers_full_batches_of_similar_length():
-    from service.engine.bucketing import window
+    from adapterserve.engine.bucketing import window
 
     loop = asyncio.new_event_loop()
     try:
+
         def it(n):
-            return WorkItem("a", None, [Encoded(list(range(n)), None)], False, time.monotonic() + 9,
-                            loop.create_future())
+            return WorkItem(
+                "a", None, [Encoded(list(range(n)), None)], False, time.monotonic() + 9, loop.create_future()
+            )
+
         pool = [it(n) for n in (30, 12, 44, 31, 29, 13, 45, 33, 28, 11, 46, 32)]
         cfg = BatcherConfig(max_batch_size=4, max_batch_tokens=10_000)
         got = window(pool, pool[0], cfg)

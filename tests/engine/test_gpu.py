@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from service.engine.backbone import load_backbone
-from service.engine.runner import run_rows
-from service.engine.tokenize import tokenize
-from service.formats import load_adapter
+from adapterserve.engine.backbone import load_backbone
+from adapterserve.engine.runner import run_rows
+from adapterserve.engine.tokenize import tokenize
+from adapterserve.formats import load_adapter
 
 from ..conftest import GOLDEN, TINY
 

@@ -1,7 +1,7 @@
 import torch
 
-from service.engine.postprocess import rank_labels, tag_entities
-from service.engine.tokenize import Encoded
+from adapterserve.engine.postprocess import rank_labels, tag_entities
+from adapterserve.engine.tokenize import Encoded
 
 
 def test_rank_labels_softmax_and_raw():

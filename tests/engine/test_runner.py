@@ -5,10 +5,10 @@ import time
 
 import torch
 
-from service.engine.batcher import WorkItem
-from service.engine.runner import run_items, split_by_length
-from service.engine.tokenize import tokenize
-from service.formats import load_adapter
+from adapterserve.engine.batcher import WorkItem
+from adapterserve.engine.runner import run_items, split_by_length
+from adapterserve.engine.tokenize import tokenize
+from adapterserve.formats import load_adapter
 
 from ..conftest import GOLDEN, backbone_for
 

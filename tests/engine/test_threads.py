@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from service.engine.threads import cgroup_cpus, compute_threads, cpu_budget, helper_pool
+from adapterserve.engine.threads import cgroup_cpus, compute_threads, cpu_budget, helper_pool
 
 
 def test_cgroup_v2_quota(tmp_path):

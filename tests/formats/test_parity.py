@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from service.adapters.batch import AdapterBatch
-from service.adapters.heads import apply_head, head_input
-from service.engine.runner import pad
-from service.engine.tokenize import Encoded
-from service.errors import UnsupportedAdapter
-from service.formats import load_adapter
+from adapterserve.adapters.batch import AdapterBatch
+from adapterserve.adapters.heads import apply_head, head_input
+from adapterserve.engine.runner import pad
+from adapterserve.engine.tokenize import Encoded
+from adapterserve.errors import UnsupportedAdapter
+from adapterserve.formats import load_adapter
 
 from ..conftest import backbone_for, golden, golden_cases
 
@@ -81,10 +81,10 @@ def test_variants_are_refused_with_a_clear_message(case):
 @pytest.mark.parametrize("case", HEADLESS)
 def test_headless_adapter_is_refused_but_its_hidden_states_match(case):
     """A folder saved without a head cannot answer /classify; its bottleneck math must still be exact."""
-    from service.adapters.model import Adapter, Head
-    from service.errors import InvalidAdapter
-    from service.formats import adapterhub
-    from service.formats.weights import load_tensors, read_json
+    from adapterserve.adapters.model import Adapter, Head
+    from adapterserve.errors import InvalidAdapter
+    from adapterserve.formats import adapterhub
+    from adapterserve.formats.weights import load_tensors, read_json
 
     folder, exp = golden(case)
     backbone = backbone_for(exp["backbone"])
@@ -92,8 +92,9 @@ def test_headless_adapter_is_refused_but_its_hidden_states_match(case):
         load_adapter(folder, backbone.shape)
     cfg, bc = adapterhub._bottleneck_config(read_json(folder / "adapter_config.json"))
     shape = backbone.shape
-    sites = adapterhub._sites(load_tensors(folder / "adapter.safetensors"), cfg, bc, shape.hidden_size,
-                              shape.num_layers)
+    sites = adapterhub._sites(
+        load_tensors(folder / "adapter.safetensors"), cfg, bc, shape.hidden_size, shape.num_layers
+    )
     dummy = Head("classification", "cls", [(torch.zeros(1, shape.hidden_size), None)], None, ["x"])
     adapter = Adapter("bottleneck", dummy, shape.hidden_size, bc, sites)
     rows = [Encoded(ids, None) for ids in exp["input_ids"]]

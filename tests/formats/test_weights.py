@@ -4,8 +4,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from service.errors import InvalidAdapter
-from service.formats.weights import load_tensors
+from adapterserve.errors import InvalidAdapter
+from adapterserve.formats.weights import load_tensors
 
 
 def _write(tmp_path, t):

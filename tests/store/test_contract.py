@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from service.errors import AdapterNotFound, InvalidName
-from service.store import open_store
-from service.store.base import content_hash
+from adapterserve.errors import AdapterNotFound, InvalidName
+from adapterserve.store import open_store
+from adapterserve.store.base import content_hash
 
 from ..conftest import GOLDEN
 

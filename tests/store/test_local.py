@@ -1,8 +1,8 @@
 import pytest
 
-from service.errors import AdapterNotFound, InvalidName
-from service.store import open_store, validate_name
-from service.store.base import content_hash
+from adapterserve.errors import AdapterNotFound, InvalidName
+from adapterserve.store import open_store, validate_name
+from adapterserve.store.base import content_hash
 
 from ..conftest import GOLDEN
 

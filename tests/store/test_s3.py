@@ -10,9 +10,9 @@ import time
 import boto3
 import pytest
 
-from service.errors import AdapterNotFound, StoreUnavailable
-from service.store import open_store
-from service.store.s3 import S3Store
+from adapterserve.errors import AdapterNotFound, StoreUnavailable
+from adapterserve.store import open_store
+from adapterserve.store.s3 import S3Store
 
 from ..conftest import GOLDEN
 from ..serverproc import free_port
@@ -39,8 +39,10 @@ def spy(store: S3Store) -> list[tuple[str, dict]]:
 
 
 def test_boto3_is_not_imported_until_an_s3_store_is_opened():
-    code = ("import sys, service.store.registry, service.store.local, service.store.s3; "
-            "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'eager boto3'")
+    code = (
+        "import sys, adapterserve.store.registry, adapterserve.store.local, adapterserve.store.s3; "
+        "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'eager boto3'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -54,8 +56,12 @@ def test_layout_matches_the_local_store(s3_url):
     v = s.publish("x", SRC)
     client, bucket, prefix = raw(s3_url)
     keys = {o["Key"].removeprefix(prefix) for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
-    assert keys == {"manifest.json", "x/current", f"x/versions/{v.version}.json",
-                    *(f"x/versions/{v.version}/{p.name}" for p in SRC.iterdir())}
+    assert keys == {
+        "manifest.json",
+        "x/current",
+        f"x/versions/{v.version}.json",
+        *(f"x/versions/{v.version}/{p.name}" for p in SRC.iterdir()),
+    }
     assert client.get_object(Bucket=bucket, Key=prefix + "x/current")["Body"].read().decode() == v.version
     manifest = json.loads(client.get_object(Bucket=bucket, Key=prefix + "manifest.json")["Body"].read())
     assert manifest["adapters"] == {"x": v.version}

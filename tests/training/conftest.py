@@ -33,12 +33,19 @@ def tiny_path(tmp_path_factory) -> str:
     import torch
     from transformers import BertConfig, BertModel
 
-    from service.settings import default_backbone
+    from adapterserve.settings import default_backbone
 
     out = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
-    BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                         max_position_embeddings=128)).save_pretrained(out)
+    BertModel(
+        BertConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    ).save_pretrained(out)
     for fn in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(Path(default_backbone()) / fn, out / fn)
     return str(out)
@@ -66,15 +73,14 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 DATA_ARGS = {
-    "classification": lambda d: ["--data", str(d / "cls.csv"), "--label-column", "sentiment",
-                                 "--text-column", "tweet"],
+    "classification": lambda d: ["--data", str(d / "cls.csv"), "--label-column", "sentiment", "--text-column", "tweet"],
     "multilabel": lambda d: ["--data", str(d / "ml.jsonl"), "--task", "multilabel"],
     "tagging": lambda d: ["--data", str(d / "tag.jsonl"), "--task", "tagging"],
 }
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    from service.training import add_parser
+    from adapterserve.training import add_parser
 
     parser = argparse.ArgumentParser(prog="adapterserve")
     add_parser(parser.add_subparsers(dest="command"))
@@ -86,7 +92,7 @@ def train_cli(tiny_path):
     """Run `adapterserve train` in-process on the tiny backbone; returns (exit code, eval.json or None)."""
 
     def run(argv: list[str], output: Path):
-        from service.training import run as run_train
+        from adapterserve.training import run as run_train
 
         args = parse(["--backbone", tiny_path, "--output", str(output), "--no-progress", "--epochs", "1", *argv])
         rc = run_train(args)

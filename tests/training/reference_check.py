@@ -18,7 +18,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
 
 def main() -> None:
@@ -26,7 +26,8 @@ def main() -> None:
     ap.add_argument("--lib", choices=["adapters", "peft"], required=True)
     ap.add_argument("request")
     a = ap.parse_args()
-    req = json.load(open(a.request))
+    with open(a.request) as f:
+        req = json.load(f)
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(req["backbone"])

@@ -6,13 +6,15 @@ import json
 
 import pytest
 
-from service.training.data import Columns, DataError, label_names, load_examples, resolve_path, split
+from adapterserve.training.data import Columns, DataError, label_names, load_examples, resolve_path, split
 
 
 def test_csv_with_bad_bytes_is_decoded_line_by_line(tmp_path):
     p = tmp_path / "d.csv"
-    p.write_bytes(b"\xef\xbb\xbfsentiment,text\r\npositive,caf\xc3\xa9 ok\r\nnegative,bad \xd5\xa2_\x8a bytes\r\n"
-                  b"neutral,\"quoted, with comma\"\r\n")
+    p.write_bytes(
+        b"\xef\xbb\xbfsentiment,text\r\npositive,caf\xc3\xa9 ok\r\nnegative,bad \xd5\xa2_\x8a bytes\r\n"
+        b'neutral,"quoted, with comma"\r\n'
+    )
     ex, rep = load_examples(str(p), "classification", Columns(label="sentiment"))
     assert [e.label for e in ex] == ["positive", "negative", "neutral"]
     assert ex[0].text == "café ok"  # valid UTF-8 lines are untouched
@@ -23,11 +25,14 @@ def test_csv_with_bad_bytes_is_decoded_line_by_line(tmp_path):
 
 def test_jsonl_with_bad_bytes_and_configurable_columns(tmp_path):
     p = tmp_path / "d.jsonl"
-    lines = [json.dumps({"q": "a", "a": "b", "y": "yes"}).encode(),
-             b'{"q": "x \xff y", "a": "z", "y": "no"}',
-             b"not json",
-             json.dumps({"q": "", "a": "b", "y": "no"}).encode(),
-             json.dumps({"q": "c", "a": "d", "y": None}).encode(), b""]
+    lines = [
+        json.dumps({"q": "a", "a": "b", "y": "yes"}).encode(),
+        b'{"q": "x \xff y", "a": "z", "y": "no"}',
+        b"not json",
+        json.dumps({"q": "", "a": "b", "y": "no"}).encode(),
+        json.dumps({"q": "c", "a": "d", "y": None}).encode(),
+        b"",
+    ]
     p.write_bytes(b"\n".join(lines))
     ex, rep = load_examples(str(p), "classification", Columns(text="q", pair="a", label="y"))
     assert [(e.text, e.pair, e.label) for e in ex] == [("a", "b", "yes"), ("x \ufffd y", "z", "no")]
@@ -46,7 +51,7 @@ def test_missing_column_is_a_clear_error(tmp_path):
 
 def test_tsv_and_multilabel_csv_separator(tmp_path):
     p = tmp_path / "d.tsv"
-    p.write_text("text\ttags\nhello\tb|a\nbye\t\nmore\t[\"c\"]\n")
+    p.write_text('text\ttags\nhello\tb|a\nbye\t\nmore\t["c"]\n')
     ex, _ = load_examples(str(p), "multilabel", Columns(labels="tags", labels_separator="|"))
     assert [e.labels for e in ex] == [["a", "b"], [], ["c"]]
     assert label_names(ex, "multilabel") == ["a", "b", "c"]
@@ -54,16 +59,24 @@ def test_tsv_and_multilabel_csv_separator(tmp_path):
 
 def test_multilabel_jsonl_list(tmp_path):
     p = tmp_path / "d.jsonl"
-    p.write_text(json.dumps({"text": "t", "labels": ["x", "y", "x"]}) + "\n" + json.dumps({"text": "u", "labels": "z,x"}))
+    p.write_text(
+        json.dumps({"text": "t", "labels": ["x", "y", "x"]}) + "\n" + json.dumps({"text": "u", "labels": "z,x"})
+    )
     ex, _ = load_examples(str(p), "multilabel", Columns())
     assert [e.labels for e in ex] == [["x", "y"], ["x", "z"]]
 
 
 def test_tagging_jsonl(tmp_path):
     p = tmp_path / "d.jsonl"
-    p.write_text("\n".join(json.dumps(r) for r in [
-        {"words": ["John", "lives", "in", "Paris"], "ner": ["B-PER", "O", "O", "B-LOC"]},
-        {"words": ["a", "b"], "ner": ["O"]}]))
+    p.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"words": ["John", "lives", "in", "Paris"], "ner": ["B-PER", "O", "O", "B-LOC"]},
+                {"words": ["a", "b"], "ner": ["O"]},
+            ]
+        )
+    )
     ex, rep = load_examples(str(p), "tagging", Columns(tokens="words", tags="ner"))
     assert len(ex) == 1 and ex[0].tags == ["B-PER", "O", "O", "B-LOC"]
     assert rep.skipped_reasons == {"tokens and tags differ in length": 1}
@@ -83,14 +96,14 @@ def test_dedupe_and_max_rows(tmp_path):
 
 
 def test_pkg_url_finds_a_file_in_an_installed_package_without_importing_it():
-    path = resolve_path("pkg://service/training/data.py")
+    path = resolve_path("pkg://adapterserve/training/data.py")
     assert path.name == "data.py" and path.is_file()
     with pytest.raises(DataError, match="not installed"):
         resolve_path("pkg://no_such_package_xyz/a.csv")
 
 
 def test_splits_are_disjoint_deterministic_and_sized():
-    from service.training.data import Example
+    from adapterserve.training.data import Example
 
     ex = [Example(text=str(i), label="a") for i in range(1000)]
     tr, va, te = split(ex, 0.1, 0.2, seed=7)

@@ -7,16 +7,19 @@ import json
 import pytest
 import torch
 
-from service.formats import load_adapter
-from service.training.data import Example
-from service.training.export import export, self_check
-from service.training.features import collate, encode
-from service.training.model import TrainModel, Spec, build_adapter
+from adapterserve.formats import load_adapter
+from adapterserve.training.data import Example
+from adapterserve.training.export import export, self_check
+from adapterserve.training.features import collate, encode
+from adapterserve.training.model import Spec, TrainModel, build_adapter
 
 TEXTS = ["good great love", "bad awful and a much longer sentence here", "table", "I hate this, it is terrible"]
 WORDS = [t.split() for t in TEXTS]
-LABELS = {"classification": ["negative", "neutral", "positive"], "multilabel": ["a", "b", "c", "d"],
-          "tagging": ["B-LOC", "B-PER", "I-PER", "O"]}
+LABELS = {
+    "classification": ["negative", "neutral", "positive"],
+    "multilabel": ["a", "b", "c", "d"],
+    "tagging": ["B-LOC", "B-PER", "I-PER", "O"],
+}
 KINDS = ["seq_bn", "double_seq_bn", "lora"]
 TASKS = ["classification", "multilabel", "tagging"]
 
@@ -45,8 +48,15 @@ def _perturb(adapter, seed):
 def test_export_reloads_and_reproduces_training_logits(tiny_backbone, tmp_path, kind, task):
     b = tiny_backbone
     sh = b.shape
-    spec = Spec(kind=kind, task=task, labels=LABELS[task], reduction_factor=4, lora_r=4, lora_alpha=8,
-                lora_targets=["query", "value", "intermediate.dense"] if task == "tagging" else ["query", "value"])
+    spec = Spec(
+        kind=kind,
+        task=task,
+        labels=LABELS[task],
+        reduction_factor=4,
+        lora_r=4,
+        lora_alpha=8,
+        lora_targets=["query", "value", "intermediate.dense"] if task == "tagging" else ["query", "value"],
+    )
     adapter = build_adapter(spec, sh.hidden_size, sh.num_layers, sh.linear_shapes, sh.has_pooler, seed=1)
     assert all(t.requires_grad and t.is_leaf for t in adapter.tensors())
     _perturb(adapter, 2)
@@ -69,7 +79,7 @@ def test_export_reloads_and_reproduces_training_logits(tiny_backbone, tmp_path, 
     assert loaded.num_parameters == sum(t.numel() for t in adapter.tensors())
     with torch.no_grad():
         expected = model.logits(batch, train=False)
-        from service.training.export import served_logits
+        from adapterserve.training.export import served_logits
 
         got = served_logits(b, loaded, batch)
     mask = batch["attention_mask"].bool() if task == "tagging" else slice(None)
@@ -93,13 +103,19 @@ def test_adapterhub_files_follow_the_library_layout(tiny_backbone, tmp_path):
     from safetensors import safe_open
 
     with safe_open(str(tmp_path / "model_head.safetensors"), "pt") as f:
-        assert sorted(f.keys()) == ["heads.senti.1.bias", "heads.senti.1.weight", "heads.senti.4.bias",
-                                    "heads.senti.4.weight"]
+        assert sorted(f.keys()) == [
+            "heads.senti.1.bias",
+            "heads.senti.1.weight",
+            "heads.senti.4.bias",
+            "heads.senti.4.weight",
+        ]
     with safe_open(str(tmp_path / "adapter.safetensors"), "pt") as f:
         keys = set(f.keys())
     assert "bert.encoder.layer.1.attention.output.adapters.senti.adapter_down.0.weight" in keys
     assert "bert.encoder.layer.0.output.adapters.senti.adapter_up.bias" in keys and len(keys) == 2 * 2 * 4
-    assert all((tmp_path / f).stat().st_mode & 0o044 == 0o044 for f in ("adapter.safetensors", "model_head.safetensors"))
+    assert all(
+        (tmp_path / f).stat().st_mode & 0o044 == 0o044 for f in ("adapter.safetensors", "model_head.safetensors")
+    )
 
 
 def test_peft_files_follow_the_library_layout(tiny_backbone, tmp_path):
@@ -116,5 +132,8 @@ def test_peft_files_follow_the_library_layout(tiny_backbone, tmp_path):
     side = json.loads((tmp_path / "adapterserve.json").read_text())
     assert side["task"] == "multilabel" and side["labels"] == LABELS["multilabel"]
     loaded = load_adapter(tmp_path, sh)
-    assert sorted({site for _, site in loaded.lora}) == ["attention.output.dense", "attention.self.value",
-                                                         "output.dense"]
+    assert sorted({site for _, site in loaded.lora}) == [
+        "attention.output.dense",
+        "attention.self.value",
+        "output.dense",
+    ]

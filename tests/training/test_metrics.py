@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from service.training import metrics
+from adapterserve.training import metrics
 
 
 def test_single_label_hand_computed():
@@ -14,8 +14,12 @@ def test_single_label_hand_computed():
     m = metrics.single_label([0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2], ["a", "b", "c"])
     assert m["accuracy"] == pytest.approx(4 / 6)
     assert m["macro_f1"] == pytest.approx((4 / 5 + 1 / 2 + 2 / 3) / 3)
-    assert m["per_label"]["a"] == {"precision": 1.0, "recall": pytest.approx(2 / 3), "f1": pytest.approx(0.8),
-                                   "support": 3}
+    assert m["per_label"]["a"] == {
+        "precision": 1.0,
+        "recall": pytest.approx(2 / 3),
+        "f1": pytest.approx(0.8),
+        "support": 3,
+    }
     assert m["n"] == 6
 
 
@@ -40,8 +44,10 @@ def test_multilabel_hand_computed():
 def test_tagging_skips_ignored_tokens_and_excludes_O_from_macro_f1():
     labels = ["B-PER", "O"]
     targets = [[-100, 0, 1, 1, -100], [-100, 1, 0, -100]]
-    logits = [torch.tensor([[0.0, 9], [1, 0], [0, 1], [1, 0], [1, 0]]),  # pred: -, B, O, B, -
-              torch.tensor([[1.0, 0], [0, 1], [0, 1], [0, 1]])]  # pred: -, O, O, -
+    logits = [
+        torch.tensor([[0.0, 9], [1, 0], [0, 1], [1, 0], [1, 0]]),  # pred: -, B, O, B, -
+        torch.tensor([[1.0, 0], [0, 1], [0, 1], [0, 1]]),
+    ]  # pred: -, O, O, -
     m = metrics.compute("tagging", targets, logits, labels)
     # scored tokens: (B,B) (O,O) (O,B) (O,O) (B,O) -> accuracy 3/5 ; B-PER: tp1 fp1 fn1 -> 1/2 (O excluded)
     assert m["accuracy"] == pytest.approx(3 / 5)

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from service.formats import load_adapter
-from service.settings import REPO_ROOT
-from service.store import open_store
-from service.training.export import served_logits
+from adapterserve.formats import load_adapter
+from adapterserve.settings import REPO_ROOT
+from adapterserve.store import open_store
+from adapterserve.training.export import served_logits
 
 pytestmark = pytest.mark.minilm
 

@@ -1,0 +1,167 @@
+"""The canonical in-memory adapter: what every file format is read into and what the engine runs.
+
+Insertion points are addressed by (layer index, site). Bottleneck sites are "mh" (after the attention
+sub-layer) and "output" (after the FFN). LoRA and bias sites are the encoder layer's linear modules,
+named as in HF BERT: "attention.self.query", "attention.self.key", "attention.self.value",
+"attention.output.dense", "intermediate.dense", "output.dense". Bias sites (PEFT bias="all"/"lora_only") may also name
+the sub-layer LayerNorms ("attention.output.LayerNorm", "output.LayerNorm") and, at layer -1,
+"embeddings.LayerNorm" and "pooler.dense".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+LINEAR_SITES = (
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+)
+LAYER_NORM_SITES = ("attention.output.LayerNorm", "output.LayerNorm")
+GLOBAL_BIAS_SITES = ("embeddings.LayerNorm", "pooler.dense")  # addressed with layer -1
+BOTTLENECK_SITES = ("mh", "output")
+TASKS = ("classification", "multilabel", "tagging")
+
+Task = Literal["classification", "multilabel", "tagging"]
+Scaling = float | torch.Tensor
+
+
+@dataclass(frozen=True)
+class BottleneckConfig:
+    """The AdapterHub bottleneck options that change the forward pass (shared by all sites)."""
+
+    non_linearity: str = "relu"
+    original_ln_before: bool = False
+    original_ln_after: bool = True
+    residual_before_ln: bool | str = True  # True, False or "post_add"
+    adapter_residual_before_ln: bool = False
+    ln_before: bool = False
+    ln_after: bool = False
+
+
+@dataclass
+class BottleneckSite:
+    down_weight: torch.Tensor  # [r, H]
+    down_bias: torch.Tensor  # [r]
+    up_weight: torch.Tensor  # [H, r]
+    up_bias: torch.Tensor  # [H]
+    scaling: Scaling = 1.0
+    norm_before: tuple[torch.Tensor, torch.Tensor] | None = None  # LayerNorm(H), eps 1e-5
+    norm_after: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+@dataclass
+class LoraSite:
+    a: torch.Tensor  # [r, in]
+    b: torch.Tensor  # [out, r]
+    scaling: float
+
+
+@dataclass
+class Head:
+    """A prediction head: a stack of Linear layers with an activation between them."""
+
+    task: Task
+    pooling: Literal["cls", "pooler", "tokens"]
+    layers: list[tuple[torch.Tensor, torch.Tensor | None]]  # (weight [out, in], bias [out])
+    activation: str | None
+    labels: list[str]
+
+    @property
+    def num_labels(self) -> int:
+        return self.layers[-1][0].shape[0]
+
+
+@dataclass
+class Adapter:
+    kind: Literal["bottleneck", "lora"]
+    head: Head
+    hidden_size: int
+    bottleneck_config: BottleneckConfig | None = None
+    bottleneck: dict[tuple[int, str], BottleneckSite] = field(default_factory=dict)
+    lora: dict[tuple[int, str], LoraSite] = field(default_factory=dict)
+    bias: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)  # replaces a linear's bias
+    format: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def task(self) -> Task:
+        return self.head.task
+
+    @property
+    def labels(self) -> list[str]:
+        return self.head.labels
+
+    def tensors(self) -> Iterator[torch.Tensor]:
+        for s in self.bottleneck.values():
+            yield from (s.down_weight, s.down_bias, s.up_weight, s.up_bias)
+            if isinstance(s.scaling, torch.Tensor):
+                yield s.scaling
+            for norm in (s.norm_before, s.norm_after):
+                if norm is not None:
+                    yield from norm
+        for lo in self.lora.values():
+            yield from (lo.a, lo.b)
+        yield from self.bias.values()
+        for w, b in self.head.layers:
+            yield w
+            if b is not None:
+                yield b
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(t.numel() for t in self.tensors())
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors())
+
+    @property
+    def max_layer(self) -> int:
+        keys = [*self.bottleneck, *self.lora, *self.bias]
+        return max((k[0] for k in keys), default=-1)
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Adapter:
+        """A copy with every tensor moved (non-blocking from pinned host memory)."""
+
+        def mv(t):
+            if t is None or not isinstance(t, torch.Tensor):
+                return t
+            return t.to(device=device, dtype=dtype or t.dtype, non_blocking=True)
+
+        def mv_site(s: BottleneckSite) -> BottleneckSite:
+            return BottleneckSite(
+                mv(s.down_weight),
+                mv(s.down_bias),
+                mv(s.up_weight),
+                mv(s.up_bias),
+                mv(s.scaling),
+                None if s.norm_before is None else (mv(s.norm_before[0]), mv(s.norm_before[1])),
+                None if s.norm_after is None else (mv(s.norm_after[0]), mv(s.norm_after[1])),
+            )
+
+        head = Head(
+            self.head.task,
+            self.head.pooling,
+            [(mv(w), mv(b)) for w, b in self.head.layers],
+            self.head.activation,
+            list(self.head.labels),
+        )
+        return Adapter(
+            kind=self.kind,
+            head=head,
+            hidden_size=self.hidden_size,
+            bottleneck_config=self.bottleneck_config,
+            bottleneck={k: mv_site(s) for k, s in self.bottleneck.items()},
+            lora={k: LoraSite(mv(s.a), mv(s.b), s.scaling) for k, s in self.lora.items()},
+            bias={k: mv(t) for k, t in self.bias.items()},
+            format=self.format,
+            warnings=list(self.warnings),
+        )

@@ -1,0 +1,62 @@
+"""Helpers shared by the inference routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import Request
+
+from ..errors import AdapterServeError, PayloadTooLarge
+from ..settings import Settings
+
+log = logging.getLogger("adapterserve.requests")
+
+
+class ClientDisconnected(AdapterServeError):
+    status_code = 499
+    code = "client_closed_request"
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def until_disconnected(request: Request, coro):
+    """Run coro, but if the caller hangs up first, cancel it (its queued work is dropped before compute)."""
+    task = asyncio.ensure_future(coro)
+    watcher = asyncio.ensure_future(_wait_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        watcher.cancel()
+        raise
+    if task in done:
+        watcher.cancel()
+        return task.result()
+    task.cancel()
+    raise ClientDisconnected("the client closed the connection before the answer was ready")
+
+
+def check_texts(settings: Settings, texts: list[str]) -> None:
+    """Limits (413) and, only when LOG_REQUEST_TEXT is on and the level is DEBUG, the texts themselves."""
+    if settings.log_request_text and log.isEnabledFor(logging.DEBUG):
+        log.debug("request texts", extra={"texts": texts[:20]})
+    if len(texts) > settings.max_inputs_per_request:
+        raise PayloadTooLarge(
+            f"{len(texts)} inputs in one request; the limit is {settings.max_inputs_per_request}: split the request",
+            inputs=len(texts),
+            limit=settings.max_inputs_per_request,
+        )
+    for i, t in enumerate(texts):
+        if len(t) > settings.max_input_chars:
+            raise PayloadTooLarge(
+                f"input {i} has {len(t)} characters; the limit is {settings.max_input_chars}",
+                input=i,
+                chars=len(t),
+                limit=settings.max_input_chars,
+            )

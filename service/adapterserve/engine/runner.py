@@ -1,0 +1,123 @@
+"""One batch through the backbone, on an inference worker thread.
+
+Rows arrive grouped by adapter; they are padded to the longest row, run once through the backbone with
+per-row adapter deltas, and split back into per-item results (logits for adapter rows, pooled sentence
+embeddings for rows without an adapter).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..adapters.batch import AdapterBatch
+from ..adapters.model import Adapter
+from .backbone import Backbone
+from .tokenize import Encoded
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    rows: int
+    tokens: int  # real tokens
+    padded_tokens: int
+    segments: int
+
+
+def pad(rows: list[Encoded], pad_id: int, device: torch.device):
+    T = max(len(r) for r in rows)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), T), dtype=torch.long)
+    types = torch.zeros((len(rows), T), dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r)
+        ids[i, :n] = torch.as_tensor(r.input_ids)
+        mask[i, :n] = 1
+        if r.token_type_ids is not None:
+            types[i, :n] = torch.as_tensor(r.token_type_ids)
+    return ids.to(device, non_blocking=True), mask.to(device, non_blocking=True), types.to(device, non_blocking=True)
+
+
+def run_rows(
+    backbone: Backbone, rows: list[Encoded], row_adapters: list[Adapter | None], tagging: list[bool]
+) -> tuple[list[torch.Tensor], BatchStats]:
+    """Per row: logits [L] (sequence heads), [T_i, L] (tagging heads) or an embedding [H] (no adapter).
+
+    `row_adapters` must already be grouped so equal adapters are contiguous.
+    """
+    plan = AdapterBatch.from_row_adapters(row_adapters)
+    pad_id = backbone.tokenizer.pad_token_id or 0
+    ids, mask, types = pad(rows, pad_id, backbone.device)
+    with torch.inference_mode():
+        hidden, pooled = backbone.encode(ids, mask, types, adapters=plan)
+        per_segment = plan.heads(hidden, pooled)
+        embed_rows = [i for i, a in enumerate(row_adapters) if a is None]
+        emb = None
+        if embed_rows:
+            idx = torch.as_tensor(embed_rows, device=hidden.device)
+            emb = backbone.sentence_embeddings(hidden.index_select(0, idx), mask.index_select(0, idx))
+            emb = emb.float().cpu()
+        out: list[torch.Tensor] = [None] * len(rows)  # type: ignore[list-item]
+        for seg, logits in zip(plan.segments, per_segment):
+            if logits is None:
+                continue
+            logits = logits.float().cpu()
+            for j, row in enumerate(range(seg.start, seg.stop)):
+                out[row] = logits[j, : len(rows[row])] if tagging[row] else logits[j]
+        if emb is not None:
+            for j, row in enumerate(embed_rows):
+                out[row] = emb[j]
+    tokens = sum(len(r) for r in rows)
+    stats = BatchStats(len(rows), tokens, ids.shape[0] * ids.shape[1], len(plan.segments))
+    return out, stats
+
+
+def split_by_length(lengths: list[int], overhead_tokens: int) -> list[tuple[int, int]]:
+    """Cut length-sorted rows into runs: a run closes when growing it would pad more tokens than
+    running another sub-batch costs (`overhead_tokens`, the fixed cost of one backbone pass)."""
+    runs, start = [], 0
+    for j in range(1, len(lengths)):
+        if (lengths[j] - lengths[j - 1]) * (j - start) > overhead_tokens:
+            runs.append((start, j))
+            start = j
+    runs.append((start, len(lengths)))
+    return runs
+
+
+def run_items(backbone: Backbone, items, on_stats=None, split_overhead_tokens: int = 0) -> list[list[torch.Tensor]]:
+    """The batcher's runner: flatten work items into rows, run them, and split results back per item.
+
+    Rows are sorted by length and, where the padding saved is worth another backbone pass, run as
+    several sub-batches of similar length (on a CPU a pass costs little beyond its tokens, so this
+    cuts the padding of a mixed-length batch; on a GPU `split_overhead_tokens` is large and it rarely
+    splits). Within a sub-batch rows are grouped by adapter, one segment each.
+    """
+    rows, adapters, tagging, keys = [], [], [], []
+    for item in items:
+        n = len(item.rows)
+        rows.extend(item.rows)
+        adapters.extend([item.adapter] * n)
+        tagging.extend([item.tagging] * n)
+        keys.extend([item.key] * n)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    runs = (
+        split_by_length([len(rows[i]) for i in order], split_overhead_tokens)
+        if split_overhead_tokens
+        else [(0, len(order))]
+    )
+    out: list[torch.Tensor] = [None] * len(rows)  # type: ignore[list-item]
+    for start, stop in runs:
+        idx = sorted(order[start:stop], key=lambda i: keys[i])
+        started = time.monotonic()
+        part, stats = run_rows(backbone, [rows[i] for i in idx], [adapters[i] for i in idx], [tagging[i] for i in idx])
+        if on_stats is not None:
+            on_stats(stats, time.monotonic() - started)
+        for i, result in zip(idx, part):
+            out[i] = result
+    results, i = [], 0
+    for item in items:
+        results.append(out[i : i + len(item.rows)])
+        i += len(item.rows)
+    return results

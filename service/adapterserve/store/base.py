@@ -1,0 +1,102 @@
+"""The store interface. Stores move files; they know nothing of torch or of adapter formats."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import InvalidName
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        raise InvalidName(
+            f"invalid adapter name {name!r}: use 1-128 characters [a-z0-9._-], starting with a "
+            "letter or digit, without '..'",
+            name=name,
+        )
+    return name
+
+
+def validate_version(version: str) -> str:
+    """Version ids come from clients too (rollback): they must never become a path outside the adapter."""
+    if not isinstance(version, str) or not VERSION_RE.match(version) or ".." in version:
+        raise InvalidName(
+            f"invalid version {version!r}: versions are the ids listed by GET /admin/adapters/{{name}}/versions",
+            version=version,
+        )
+    return version
+
+
+def content_hash(folder: Path) -> str:
+    """sha256 over the sorted file names and contents: the same files always give the same version."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        h.update(rel.encode() + b"\0")
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str  # the first 16 hex digits of sha256
+    sha256: str
+    created: float  # unix time
+    size: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class AdapterStore(ABC):
+    """Immutable versions per adapter name, and a pointer to the current one."""
+
+    url: str
+
+    @abstractmethod
+    def names(self) -> list[str]: ...
+
+    @abstractmethod
+    def current(self, name: str) -> VersionInfo | None: ...
+
+    @abstractmethod
+    def versions(self, name: str) -> list[VersionInfo]:
+        """Newest first."""
+
+    @abstractmethod
+    def fetch(self, name: str, version: str) -> Path:
+        """A local folder holding that version's files (read-only for the caller)."""
+
+    @abstractmethod
+    def publish(self, name: str, folder: Path) -> VersionInfo:
+        """Write the folder as a new version (or reuse an identical one) and make it current."""
+
+    @abstractmethod
+    def set_current(self, name: str, version: str) -> VersionInfo: ...
+
+    @abstractmethod
+    def delete(self, name: str) -> None: ...
+
+    def manifest(self) -> dict[str, str]:
+        """name -> current version, for replicas to poll cheaply (backends may override with one read)."""
+        out = {}
+        for n in self.names():
+            cur = self.current(n)
+            if cur is not None:
+                out[n] = cur.version
+        return out
+
+    def reconcile(self) -> dict[str, str]:
+        """Like manifest(), but from the authoritative per-name pointers, repairing any index the backend
+        keeps. Replicas call it now and then, so a stale index can only delay convergence, never stall it."""
+        return self.manifest()

@@ -1,0 +1,250 @@
+"""Training data: CSV or JSONL files -> examples, label vocabularies and deterministic splits.
+
+Files are decoded line by line: UTF-8 where a line is valid, otherwise UTF-8 with U+FFFD for the bad bytes
+(many scraped corpora mix encodings), and the number of such lines is reported. Rows without text or label
+are skipped and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """The training data cannot be used as given (missing columns, unknown format, too few rows)."""
+
+
+@dataclass
+class Example:
+    text: str | None = None
+    pair: str | None = None
+    label: str | None = None  # classification
+    labels: list[str] | None = None  # multilabel
+    tokens: list[str] | None = None  # tagging: words
+    tags: list[str] | None = None  # tagging: one label per word
+
+
+@dataclass
+class Columns:
+    text: str = "text"
+    pair: str | None = None
+    label: str = "label"
+    labels: str = "labels"
+    labels_separator: str = ","
+    tokens: str = "tokens"
+    tags: str = "tags"
+    delimiter: str | None = None  # CSV only; None: "\t" for .tsv, "," otherwise
+
+
+@dataclass
+class LoadReport:
+    path: str
+    rows_read: int = 0
+    rows_skipped: int = 0
+    lines_with_bad_bytes: int = 0
+    duplicates_dropped: int = 0
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.rows_skipped += 1
+        self.skipped_reasons[reason] = self.skipped_reasons.get(reason, 0) + 1
+
+
+def resolve_path(spec: str) -> Path:
+    """A file path, or pkg://<package>/<path inside it> for data shipped in an installed Python package.
+
+    The package is located with importlib.util.find_spec, without importing it (some data packages do not
+    import cleanly on current Python stacks).
+    """
+    if spec.startswith("pkg://"):
+        package, _, inner = spec[len("pkg://") :].partition("/")
+        found = importlib.util.find_spec(package)
+        if found is None or not found.submodule_search_locations:
+            raise DataError(f"{spec}: Python package {package!r} is not installed (pip install {package})")
+        path = Path(list(found.submodule_search_locations)[0]) / inner
+    else:
+        path = Path(spec)
+    if not path.is_file():
+        raise DataError(f"data file {spec!r} does not exist")
+    return path
+
+
+def read_text_robust(path: Path, report: LoadReport) -> str:
+    """UTF-8 per line (BOM stripped); a line that is not valid UTF-8 is decoded with replacement characters."""
+    raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    out = []
+    for line in raw.splitlines(keepends=True):
+        try:
+            out.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            report.lines_with_bad_bytes += 1
+            out.append(line.decode("utf-8", errors="replace"))
+    return "".join(out)
+
+
+def file_format(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    if name.endswith((".csv", ".tsv", ".txt")):
+        return "csv"
+    raise DataError(f"{path.name}: unknown data format; use .csv / .tsv or .jsonl")
+
+
+def _records(path: Path, cols: Columns, report: LoadReport):
+    text = read_text_robust(path, report)
+    if file_format(path) == "jsonl":
+        for _n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                report.skip("invalid JSON line")
+                continue
+            if not isinstance(rec, dict):
+                report.skip("JSON line is not an object")
+                continue
+            yield rec
+        return
+    delimiter = cols.delimiter or ("\t" if path.name.lower().endswith(".tsv") else ",")
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    yield from reader
+
+
+def _require(rec: dict, column: str, fieldnames: set[str]) -> None:
+    if column not in fieldnames:
+        raise DataError(f"column {column!r} not found; the data has columns {sorted(fieldnames)}")
+
+
+def _as_list(value, separator: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [str(v).strip() for v in value if str(v).strip()]
+    s = str(value).strip()
+    if s.startswith("["):
+        try:
+            parsed = json.loads(s)
+            if isinstance(parsed, list):
+                return [str(v).strip() for v in parsed if str(v).strip()]
+        except json.JSONDecodeError:
+            pass
+    return [p.strip() for p in s.split(separator) if p.strip()]
+
+
+def load_examples(
+    spec: str, task: str, cols: Columns, dedupe: bool = False, max_rows: int = 0
+) -> tuple[list[Example], LoadReport]:
+    path = resolve_path(spec)
+    report = LoadReport(path=spec)
+    if task == "tagging" and file_format(path) != "jsonl":
+        raise DataError("tagging data must be JSONL with a list of words and a list of tags per line")
+    examples: list[Example] = []
+    seen: set = set()
+    checked = False
+    for rec in _records(path, cols, report):
+        report.rows_read += 1
+        if not checked:  # the first record tells whether the configured columns exist at all
+            names = set(rec)
+            if task == "tagging":
+                _require(rec, cols.tokens, names)
+                _require(rec, cols.tags, names)
+            else:
+                _require(rec, cols.text, names)
+                _require(rec, cols.labels if task == "multilabel" else cols.label, names)
+                if cols.pair:
+                    _require(rec, cols.pair, names)
+            checked = True
+        ex = _example(rec, task, cols, report)
+        if ex is None:
+            continue
+        if dedupe:
+            key = (ex.text, ex.pair, tuple(ex.tokens or ()))
+            if key in seen:
+                report.duplicates_dropped += 1
+                continue
+            seen.add(key)
+        examples.append(ex)
+        if max_rows and len(examples) >= max_rows:
+            break
+    if not examples:
+        raise DataError(f"{spec}: no usable rows (read {report.rows_read}, skipped {report.skipped_reasons})")
+    return examples, report
+
+
+def _example(rec: dict, task: str, cols: Columns, report: LoadReport) -> Example | None:
+    if task == "tagging":
+        tokens, tags = rec.get(cols.tokens), rec.get(cols.tags)
+        if not isinstance(tokens, list) or not isinstance(tags, list) or not tokens:
+            report.skip("tokens/tags are not non-empty lists")
+            return None
+        if len(tokens) != len(tags):
+            report.skip("tokens and tags differ in length")
+            return None
+        return Example(tokens=[str(t) for t in tokens], tags=[str(t) for t in tags])
+    text = rec.get(cols.text)
+    text = "" if text is None else str(text).strip()
+    if not text:
+        report.skip("empty text")
+        return None
+    pair = None
+    if cols.pair:
+        pair = rec.get(cols.pair)
+        pair = "" if pair is None else str(pair).strip()
+        if not pair:
+            report.skip("empty text pair")
+            return None
+    if task == "multilabel":
+        labels = _as_list(rec.get(cols.labels), cols.labels_separator)
+        if labels is None:
+            report.skip("missing labels")
+            return None
+        return Example(text=text, pair=pair, labels=sorted(set(labels)))  # an empty list is a valid answer
+    label = rec.get(cols.label)
+    label = "" if label is None else str(label).strip()
+    if not label:
+        report.skip("missing label")
+        return None
+    return Example(text=text, pair=pair, label=label)
+
+
+def label_names(examples: list[Example], task: str) -> list[str]:
+    """Sorted distinct labels: the order of the head's outputs."""
+    names: set[str] = set()
+    for ex in examples:
+        if task == "tagging":
+            names.update(ex.tags or ())
+        elif task == "multilabel":
+            names.update(ex.labels or ())
+        else:
+            names.add(ex.label)
+    return sorted(names)
+
+
+def split(
+    examples: list[Example], validation: float, test: float, seed: int
+) -> tuple[list[Example], list[Example], list[Example]]:
+    """(train, validation, test): one seeded shuffle, test first, then validation; disjoint by construction."""
+    for name, frac in (("validation", validation), ("test", test)):
+        if not 0 <= frac < 1:
+            raise DataError(f"--{name}-split must be in [0, 1), got {frac}")
+    n = len(examples)
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_test = int(round(n * test))
+    n_val = int(round(n * validation))
+    if validation > 0:
+        n_val = max(1, n_val)
+    if n - n_test - n_val < 1:
+        raise DataError(f"{n} rows are too few for validation split {validation} and test split {test}")
+    pick = lambda idx: [examples[i] for i in idx]
+    return pick(order[n_test + n_val :]), pick(order[n_test : n_test + n_val]), pick(order[:n_test])

@@ -1,0 +1,238 @@
+"""What `adapterserve train` does: data -> training -> test metrics -> export + self-check -> eval.json -> publish."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import metrics
+from .cli import LR_DEFAULTS, command_line
+from .data import Columns, DataError, label_names, load_examples, resolve_path, split
+from .export import export, self_check
+from .features import collate, collate_features, encode
+from .loop import LoopConfig, cache_features, evaluate, log, train
+from .model import EXPORT_KINDS, Spec, TrainModel, build_adapter
+
+
+def _store_name(text: str) -> str:
+    name = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._") or "adapter"
+    return name[:128]
+
+
+def _columns(args) -> Columns:
+    return Columns(
+        text=args.text_column,
+        pair=args.text_pair_column,
+        label=args.label_column,
+        labels=args.labels_column,
+        labels_separator=args.labels_separator,
+        tokens=args.tokens_column,
+        tags=args.tags_column,
+        delimiter=args.delimiter,
+    )
+
+
+def _load_splits(args, cols: Columns):
+    examples, report = load_examples(args.data, args.task, cols, dedupe=args.dedupe, max_rows=args.max_rows)
+    reports = {"train": report}
+    val_share = 0.0 if args.validation_file else args.validation_split
+    test_share = 0.0 if args.test_file else args.test_split
+    train_ex, val_ex, test_ex = split(examples, val_share, test_share, args.seed)
+    if args.max_train_rows and len(train_ex) > args.max_train_rows:
+        log(f"training split capped at {args.max_train_rows} of {len(train_ex)} rows (--max-train-rows)")
+        train_ex = train_ex[: args.max_train_rows]
+    if args.validation_file:
+        val_ex, reports["validation"] = load_examples(args.validation_file, args.task, cols)
+    if args.test_file:
+        test_ex, reports["test"] = load_examples(args.test_file, args.task, cols)
+    for r in reports.values():
+        if r.lines_with_bad_bytes or r.rows_skipped or r.duplicates_dropped:
+            log(
+                f"{r.path}: {r.lines_with_bad_bytes} lines with bytes that are not UTF-8 (replaced), "
+                f"{r.rows_skipped} rows skipped {r.skipped_reasons or ''}, {r.duplicates_dropped} duplicates dropped"
+            )
+    return train_ex, val_ex, test_ex, {k: vars(r) for k, r in reports.items()}
+
+
+def train_command(args: argparse.Namespace) -> int:
+    try:
+        return _train(args)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..engine.backbone import load_backbone
+    from ..settings import default_backbone
+
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    if args.publish and args.kind not in EXPORT_KINDS:
+        print(f"error: --kind {args.kind} reports metrics only and cannot be published", file=sys.stderr)
+        return 2
+    name = _store_name(args.name or Path(args.data.removeprefix("pkg://")).stem)
+    output = Path(args.output) if args.output else Path("runs") / name
+    progress = not args.no_progress
+    cols = _columns(args)
+    resolve_path(args.data)  # fail on a missing file before loading the backbone
+
+    backbone_name = args.backbone or default_backbone()
+    backbone = load_backbone(backbone_name, device=args.device, dtype="float32")
+    timings["load_backbone_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    train_ex, val_ex, test_ex, data_reports = _load_splits(args, cols)
+    labels = label_names(train_ex + val_ex + test_ex, args.task)
+    if args.task != "multilabel" and len(labels) < 2:
+        raise DataError(f"need at least two distinct labels, found {labels}")
+    max_length = min(args.max_length, backbone.info.max_length)
+    tok = backbone.tokenizer
+    train_enc, val_enc, test_enc = (encode(x, tok, args.task, labels, max_length) for x in (train_ex, val_ex, test_ex))
+    timings["data_s"] = time.perf_counter() - t
+    sizes = {"train": len(train_enc), "validation": len(val_enc), "test": len(test_enc)}
+    log(f"data: {sizes}, {len(labels)} labels: {labels[:20]}{' ...' if len(labels) > 20 else ''}")
+
+    spec = Spec(
+        kind=args.kind,
+        task=args.task,
+        labels=labels,
+        reduction_factor=args.reduction_factor,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_targets=[s.strip() for s in args.lora_target_modules.split(",") if s.strip()],
+        head_layers=args.head_layers,
+        dropout=args.dropout,
+    )
+    shape = backbone.shape
+    adapter = build_adapter(
+        spec, shape.hidden_size, shape.num_layers, shape.linear_shapes, shape.has_pooler, args.seed, backbone.device
+    )
+    model = TrainModel(backbone, adapter, args.kind, args.dropout)
+    head_params = sum(w.numel() + (0 if b is None else b.numel()) for w, b in adapter.head.layers)
+    trainable = model.num_trainable
+    log(
+        f"{args.kind}: {trainable:,} trainable parameters (head {head_params:,}); "
+        f"backbone {sum(p.numel() for p in backbone.model.parameters()):,}"
+    )
+
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    coll = lambda items: collate(items, pad_id, args.task)
+    splits = {"train": train_enc, "validation": val_enc, "test": test_enc}
+    if args.kind == "head":  # the backbone is frozen and unchanged: run it once per example, train on the result
+        t = time.perf_counter()
+        splits = {
+            k: cache_features(model, v, coll, args.eval_batch_size, progress, f"backbone ({k})")
+            for k, v in splits.items()
+        }
+        coll = lambda items: collate_features(items, args.task)
+        timings["backbone_features_s"] = time.perf_counter() - t
+
+    cfg = LoopConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        lr=args.lr if args.lr is not None else LR_DEFAULTS[args.kind],
+        weight_decay=args.weight_decay,
+        warmup_ratio=args.warmup_ratio,
+        patience=args.patience,
+        eval_steps=args.eval_steps,
+        seed=args.seed,
+        progress=progress,
+    )
+    result = train(model, splits["train"], splits["validation"], coll, args.task, labels, cfg)
+    timings["train_s"], timings["validation_s"] = result.train_s, result.eval_s
+
+    t = time.perf_counter()
+    test_m = (
+        evaluate(model, splits["test"], coll, args.task, labels, cfg.eval_batch_size, progress, "test")
+        if splits["test"]
+        else None
+    )
+    timings["test_s"] = time.perf_counter() - t
+
+    output.mkdir(parents=True, exist_ok=True)
+    check = None
+    if args.kind in EXPORT_KINDS:
+        t = time.perf_counter()
+        description = args.description or f"{args.kind} {args.task} adapter trained with adapterserve train"
+        export(output, adapter, spec, name.replace(".", "_").replace("-", "_"), backbone_name, description)
+        sample = (val_enc or test_enc or train_enc)[:16]
+        check = self_check(output, backbone, adapter, collate(sample, pad_id, args.task))
+        timings["export_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+
+    report = {
+        "kind": args.kind,
+        "task": args.task,
+        "backbone": backbone_name,
+        "labels": labels,
+        "command": command_line(args),
+        "seed": args.seed,
+        "splits": sizes,
+        "trainable_parameters": trainable,
+        "head_parameters": head_params,
+        "backbone_parameters": sum(p.numel() for p in backbone.model.parameters()),
+        "validation": result.best_validation,
+        "test": test_m,
+        "training": {
+            "steps": result.steps,
+            "best_step": result.best_step,
+            "epochs_run": round(result.epochs_run, 3),
+            "stopped_early": result.stopped_early,
+            "history": result.history,
+            "lr": cfg.lr,
+            "batch_size": cfg.batch_size,
+            "max_length": max_length,
+            "threads": torch.get_num_threads(),
+        },
+        "data": data_reports,
+        "self_check_max_abs_diff": check,
+        "servable": args.kind in EXPORT_KINDS,
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+        "versions": {"torch": torch.__version__, "transformers": _version("transformers")},
+        "metric_definitions": "see service/adapterserve/training/metrics.py (macro-F1 over labels present in truth or "
+        "predictions; tagging: first word piece per word, macro-F1 over non-O tags)",
+    }
+    (output / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    print(
+        f"{args.kind} {args.task}: {trainable:,} trainable parameters, {result.steps} steps, "
+        f"{timings['train_s']:.0f}s training" + ("  (early stop)" if result.stopped_early else "")
+    )
+    if result.best_validation:
+        print(f"validation: {metrics.summary(result.best_validation)}")
+    if test_m:
+        print(f"test:       {metrics.summary(test_m)}")
+    print(
+        f"wrote {output / 'eval.json'}"
+        + (
+            f" and the adapter (self-check max |diff| {check:.1e})"
+            if check is not None
+            else " (metrics only: not a servable adapter)"
+        )
+    )
+    if args.publish:
+        from ..store import open_store
+
+        info = open_store(args.publish).publish(name, output)
+        print(f"published {name}@{info.version} to {args.publish}")
+    return 0
+
+
+def _version(package: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(package)
+    except Exception:  # pragma: no cover
+        return "unknown"

@@ -1,7 +1,0 @@
-"""`python -m service.training train ...` (the same as `adapterserve train ...`)."""
-
-import sys
-
-from .cli import main
-
-sys.exit(main())
