@@ -21,7 +21,7 @@ LABELS = {
     "tagging": ["B-LOC", "B-PER", "I-PER", "O"],
 }
 KINDS = ["seq_bn", "double_seq_bn", "lora"]
-TASKS = ["classification", "multilabel", "tagging"]
+TASK_NAMES = ["classification", "multilabel", "tagging"]
 
 
 def _batch(backbone, task):
@@ -43,7 +43,7 @@ def _perturb(adapter, seed):
             t.add_(torch.randn(t.shape, generator=gen) * 0.3)
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", TASK_NAMES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_export_reloads_and_reproduces_training_logits(tiny_backbone, tmp_path, kind, task):
     b = tiny_backbone

@@ -27,10 +27,3 @@ def apply_head(head: Head, x: torch.Tensor) -> torch.Tensor:
         if i < last:
             x = act(x)
     return x
-
-
-def scores(task: str, logits: torch.Tensor) -> torch.Tensor:
-    """Probabilities as the task defines them: softmax for single-label, sigmoid for multi-label."""
-    if task == "multilabel":
-        return torch.sigmoid(logits)
-    return torch.softmax(logits, dim=-1)

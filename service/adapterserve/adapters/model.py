@@ -27,9 +27,6 @@ LINEAR_SITES = (
 LAYER_NORM_SITES = ("attention.output.LayerNorm", "output.LayerNorm")
 GLOBAL_BIAS_SITES = ("embeddings.LayerNorm", "pooler.dense")  # addressed with layer -1
 BOTTLENECK_SITES = ("mh", "output")
-TASKS = ("classification", "multilabel", "tagging")
-
-Task = Literal["classification", "multilabel", "tagging"]
 Scaling = float | torch.Tensor
 
 
@@ -68,7 +65,7 @@ class LoraSite:
 class Head:
     """A prediction head: a stack of Linear layers with an activation between them."""
 
-    task: Task
+    task: str  # a task name registered in adapterserve.tasks
     pooling: Literal["cls", "pooler", "tokens"]
     layers: list[tuple[torch.Tensor, torch.Tensor | None]]  # (weight [out, in], bias [out])
     activation: str | None
@@ -92,7 +89,7 @@ class Adapter:
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def task(self) -> Task:
+    def task(self) -> str:
         return self.head.task
 
     @property

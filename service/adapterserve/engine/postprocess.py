@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from ..adapters.heads import scores as task_scores
+from .. import tasks
 from .tokenize import Encoded
 
 
 def rank_labels(logits: torch.Tensor, labels: list[str], task: str, top_k: int | None, raw_scores: bool) -> list[dict]:
-    values = logits if raw_scores else task_scores(task, logits)
+    values = logits if raw_scores else tasks.get(task).scores(logits)
     order = torch.argsort(values, descending=True).tolist()
     if top_k is not None:
         order = order[:top_k]

@@ -10,14 +10,13 @@ import time
 
 import torch
 
+from .. import tasks
 from ..cache import AdapterCache, LoadedAdapter
 from ..errors import BadRequest, DeadlineExceeded
 from .backbone import Backbone
 from .batcher import Batcher, WorkItem
 from .threads import helper_pool
 from .tokenize import Encoded, tokenize
-
-ROUTE_TASKS = {"classify": ("classification", "multilabel"), "tag": ("tagging",)}
 
 
 class Router:
@@ -44,8 +43,8 @@ class Router:
     async def resolve(self, name: str, route: str) -> LoadedAdapter:
         loaded = await self.cache.get(name)
         task = loaded.host.task
-        if task not in ROUTE_TASKS[route]:
-            right = next(r for r, tasks in ROUTE_TASKS.items() if task in tasks)
+        right = tasks.get(task).route
+        if right != route:
             raise BadRequest(
                 f"adapter {name!r} is a {task} adapter; call POST /{right}?adapter={name}", adapter=name, task=task
             )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .. import tasks
 from ..adapters.model import Adapter, BottleneckConfig, BottleneckSite, Head
 from ..errors import InvalidAdapter, UnsupportedAdapter
 from .sidecar import apply_labels, read_sidecar
@@ -57,7 +58,6 @@ STATIC_HEADS = {
     ),
     "XLMRobertaForTokenClassification": ("tagging", "tokens", None, ["classifier"]),
 }
-HEAD_TYPES = {"classification": "classification", "multilabel_classification": "multilabel", "tagging": "tagging"}
 
 KEY_RE = re.compile(r"^(?:[A-Za-z_]+\.)?encoder\.layer\.(\d+)\.(attention\.output|output)\.adapters\.([^.]+)\.(.+)$")
 
@@ -249,12 +249,14 @@ def _head(folder: Path, hidden: int, sidecar: dict) -> Head:
         layer_keys = [(f"{m}.weight", f"{m}.bias") for m in modules]
     else:
         head_type = cfg.get("head_type")
-        if head_type not in HEAD_TYPES:
+        head_types = tasks.by_adapterhub_head_type()
+        if head_type not in head_types:
             raise UnsupportedAdapter(
-                f"head_config.json: head_type {head_type!r} is not served; served: {sorted(HEAD_TYPES)}"
+                f"head_config.json: head_type {head_type!r} is not served; served: {sorted(head_types)}"
             )
-        task = HEAD_TYPES[head_type]
-        pooling = "tokens" if task == "tagging" else ("pooler" if cfg.get("use_pooler") else "cls")
+        task = head_types[head_type]
+        per_token = tasks.get(task).per_token
+        pooling = "tokens" if per_token else ("pooler" if cfg.get("use_pooler") else "cls")
         act = cfg.get("activation_function")
         label2id = cfg.get("label2id")
         names = {k.split(".")[1] for k in tensors if k.startswith("heads.")}
@@ -262,7 +264,7 @@ def _head(folder: Path, hidden: int, sidecar: dict) -> Head:
             raise InvalidAdapter(f"head weights must be heads.<name>.<index>.*, got {sorted(tensors)[:4]}")
         prefix = f"heads.{names.pop()}"
         idx, layer_keys = 0, []
-        n = int(cfg.get("layers", 1 if task == "tagging" else 2))
+        n = int(cfg.get("layers", tasks.get(task).default_head_layers))
         for i in range(n):
             idx += 1  # dropout
             layer_keys.append((f"{prefix}.{idx}.weight", f"{prefix}.{idx}.bias"))

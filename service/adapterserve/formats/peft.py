@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .. import tasks
 from ..adapters.lora import lora_scaling
 from ..adapters.model import GLOBAL_BIAS_SITES, LAYER_NORM_SITES, LINEAR_SITES, Adapter, Head, LoraSite
 from ..errors import InvalidAdapter, UnsupportedAdapter
@@ -19,7 +20,7 @@ from .weights import first_existing, load_tensors, read_json
 
 NAME = "peft"
 WEIGHTS = ["adapter_model.safetensors", "adapter_model.bin"]
-TASKS = {"SEQ_CLS": "classification", "TOKEN_CLS": "tagging"}
+PEFT_TASK_TYPES = {"SEQ_CLS": "classification", "TOKEN_CLS": "tagging"}  # the sidecar may say multilabel
 # LoRA variants whose forward differs from plain LoRA: refuse rather than serve wrong logits.
 VARIANTS = [
     "use_dora",
@@ -69,10 +70,10 @@ def _head(tensors: dict[str, torch.Tensor], task: str, hidden: int, sidecar: dic
         names, pooling, act = ["classifier.dense", "classifier.out_proj"], "cls", "tanh"
     elif "classifier.weight" in tensors:
         names, act = ["classifier"], None
-        pooling = "tokens" if task == "tagging" else "pooler"
+        pooling = "tokens" if tasks.get(task).per_token else "pooler"
     elif "score.weight" in tensors:
         names, act = ["score"], None
-        pooling = "tokens" if task == "tagging" else "pooler"
+        pooling = "tokens" if tasks.get(task).per_token else "pooler"
     else:
         raise InvalidAdapter(
             "PEFT adapter has no classifier weights: train it with task_type SEQ_CLS or TOKEN_CLS "
@@ -111,7 +112,7 @@ def load(folder: Path, hidden_size: int, num_layers: int, linear_shapes: dict[st
                 key=key,
             )
     task_type = cfg.get("task_type")
-    if task_type not in TASKS:
+    if task_type not in PEFT_TASK_TYPES:
         raise UnsupportedAdapter(f"PEFT task_type {task_type!r} is not served; use SEQ_CLS or TOKEN_CLS")
     alpha = cfg.get("lora_alpha", 8)
     rslora = bool(cfg.get("use_rslora", False))
@@ -132,7 +133,7 @@ def load(folder: Path, hidden_size: int, num_layers: int, linear_shapes: dict[st
             modules.setdefault(module, {})[param.split(".")[0]] = t
         else:
             rest[f"{module}.{param}"] = t
-    head = _head(rest, TASKS[task_type], hidden_size, read_sidecar(folder))
+    head = _head(rest, PEFT_TASK_TYPES[task_type], hidden_size, read_sidecar(folder))
 
     lora, bias = {}, {}
     for module, p in modules.items():

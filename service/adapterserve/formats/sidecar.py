@@ -1,14 +1,14 @@
 """`adapterserve.json`: optional metadata an uploader adds beside any adapter folder.
 
 PEFT does not save label names, and neither format says "multi-label" for a PEFT classifier, so users
-may add {"labels": [...], "task": "classification" | "multilabel" | "tagging", "description": "..."}.
+may add {"labels": [...], "task": <a registered task name>, "description": "..."}.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..adapters.model import TASKS
+from .. import tasks
 from ..errors import InvalidAdapter
 from .weights import read_json
 
@@ -26,8 +26,8 @@ def read_sidecar(folder: Path) -> dict:
     ):
         raise InvalidAdapter(f"{SIDECAR}: 'labels' must be a list of distinct strings", file=SIDECAR)
     task = data.get("task")
-    if task is not None and task not in TASKS:
-        raise InvalidAdapter(f"{SIDECAR}: 'task' must be one of {list(TASKS)}, got {task!r}", file=SIDECAR)
+    if task is not None and task not in tasks.REGISTRY:
+        raise InvalidAdapter(f"{SIDECAR}: 'task' must be one of {tasks.names()}, got {task!r}", file=SIDECAR)
     return data
 
 

@@ -15,31 +15,14 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import tasks
+from ..tasks.base import Columns, Example
+
+__all__ = ["Columns", "DataError", "Example", "label_names", "load_examples", "resolve_path", "split"]
+
 
 class DataError(ValueError):
     """The training data cannot be used as given (missing columns, unknown format, too few rows)."""
-
-
-@dataclass
-class Example:
-    text: str | None = None
-    pair: str | None = None
-    label: str | None = None  # classification
-    labels: list[str] | None = None  # multilabel
-    tokens: list[str] | None = None  # tagging: words
-    tags: list[str] | None = None  # tagging: one label per word
-
-
-@dataclass
-class Columns:
-    text: str = "text"
-    pair: str | None = None
-    label: str = "label"
-    labels: str = "labels"
-    labels_separator: str = ","
-    tokens: str = "tokens"
-    tags: str = "tags"
-    delimiter: str | None = None  # CSV only; None: "\t" for .tsv, "," otherwise
 
 
 @dataclass
@@ -120,25 +103,9 @@ def _records(path: Path, cols: Columns, report: LoadReport):
     yield from reader
 
 
-def _require(rec: dict, column: str, fieldnames: set[str]) -> None:
+def _require(column: str, fieldnames: set[str]) -> None:
     if column not in fieldnames:
         raise DataError(f"column {column!r} not found; the data has columns {sorted(fieldnames)}")
-
-
-def _as_list(value, separator: str) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, list):
-        return [str(v).strip() for v in value if str(v).strip()]
-    s = str(value).strip()
-    if s.startswith("["):
-        try:
-            parsed = json.loads(s)
-            if isinstance(parsed, list):
-                return [str(v).strip() for v in parsed if str(v).strip()]
-        except json.JSONDecodeError:
-            pass
-    return [p.strip() for p in s.split(separator) if p.strip()]
 
 
 def load_examples(
@@ -146,25 +113,20 @@ def load_examples(
 ) -> tuple[list[Example], LoadReport]:
     path = resolve_path(spec)
     report = LoadReport(path=spec)
-    if task == "tagging" and file_format(path) != "jsonl":
-        raise DataError("tagging data must be JSONL with a list of words and a list of tags per line")
+    t = tasks.get(task)
+    if file_format(path) not in t.data_formats:
+        formats = " or ".join(f.upper() for f in t.data_formats)
+        raise DataError(f"{task} data must be {formats} {t.data_help}".rstrip())
     examples: list[Example] = []
     seen: set = set()
     checked = False
     for rec in _records(path, cols, report):
         report.rows_read += 1
         if not checked:  # the first record tells whether the configured columns exist at all
-            names = set(rec)
-            if task == "tagging":
-                _require(rec, cols.tokens, names)
-                _require(rec, cols.tags, names)
-            else:
-                _require(rec, cols.text, names)
-                _require(rec, cols.labels if task == "multilabel" else cols.label, names)
-                if cols.pair:
-                    _require(rec, cols.pair, names)
+            for column in t.required_columns(cols):
+                _require(column, set(rec))
             checked = True
-        ex = _example(rec, task, cols, report)
+        ex = t.example(rec, cols, report.skip)
         if ex is None:
             continue
         if dedupe:
@@ -181,52 +143,12 @@ def load_examples(
     return examples, report
 
 
-def _example(rec: dict, task: str, cols: Columns, report: LoadReport) -> Example | None:
-    if task == "tagging":
-        tokens, tags = rec.get(cols.tokens), rec.get(cols.tags)
-        if not isinstance(tokens, list) or not isinstance(tags, list) or not tokens:
-            report.skip("tokens/tags are not non-empty lists")
-            return None
-        if len(tokens) != len(tags):
-            report.skip("tokens and tags differ in length")
-            return None
-        return Example(tokens=[str(t) for t in tokens], tags=[str(t) for t in tags])
-    text = rec.get(cols.text)
-    text = "" if text is None else str(text).strip()
-    if not text:
-        report.skip("empty text")
-        return None
-    pair = None
-    if cols.pair:
-        pair = rec.get(cols.pair)
-        pair = "" if pair is None else str(pair).strip()
-        if not pair:
-            report.skip("empty text pair")
-            return None
-    if task == "multilabel":
-        labels = _as_list(rec.get(cols.labels), cols.labels_separator)
-        if labels is None:
-            report.skip("missing labels")
-            return None
-        return Example(text=text, pair=pair, labels=sorted(set(labels)))  # an empty list is a valid answer
-    label = rec.get(cols.label)
-    label = "" if label is None else str(label).strip()
-    if not label:
-        report.skip("missing label")
-        return None
-    return Example(text=text, pair=pair, label=label)
-
-
 def label_names(examples: list[Example], task: str) -> list[str]:
     """Sorted distinct labels: the order of the head's outputs."""
+    t = tasks.get(task)
     names: set[str] = set()
     for ex in examples:
-        if task == "tagging":
-            names.update(ex.tags or ())
-        elif task == "multilabel":
-            names.update(ex.labels or ())
-        else:
-            names.add(ex.label)
+        names.update(t.example_labels(ex))
     return sorted(names)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from .. import tasks
 from ..adapters.batch import AdapterBatch
 from ..adapters.heads import apply_head, head_input
 from ..adapters.model import Adapter
@@ -57,7 +58,6 @@ BN_CONFIG_BASE = {
     "stochastic_depth": 0.0,
     "use_gating": False,
 }
-HEAD_TYPES = {"classification": "classification", "multilabel": "multilabel_classification", "tagging": "tagging"}
 # PEFT 0.21 LoraConfig keys (those without meaning for plain LoRA are written with PEFT's defaults)
 PEFT_CONFIG_BASE = {
     "alora_invocation_tokens": None,
@@ -150,12 +150,12 @@ def write_flex_head(folder: Path, adapter: Adapter, spec: Spec, name: str, backb
     hc = {
         "activation_function": head.activation,
         "dropout_prob": spec.dropout,
-        "head_type": HEAD_TYPES[head.task],
+        "head_type": tasks.get(head.task).adapterhub_head_type,
         "label2id": {label: i for i, label in enumerate(head.labels)},
         "layers": len(head.layers),
         "num_labels": len(head.labels),
     }
-    if head.task != "tagging":
+    if not tasks.get(head.task).per_token:
         hc.update(bias=True, use_pooler=head.pooling == "pooler")
     _dump(folder / "head_config.json", {"config": hc, **_meta(backbone_name, adapter.hidden_size, name)})
     tensors, idx = {}, 0
@@ -182,7 +182,7 @@ def write_peft(folder: Path, adapter: Adapter, spec: Spec, backbone_name: str) -
         "r": spec.lora_r,
         "lora_alpha": spec.lora_alpha,
         "target_modules": peft_target_modules(spec.lora_targets),
-        "task_type": "TOKEN_CLS" if spec.task == "tagging" else "SEQ_CLS",
+        "task_type": tasks.get(spec.task).peft_task_type,
     }
     _dump(folder / "adapter_config.json", config)
     tensors = {}

@@ -1,8 +1,4 @@
-"""Examples -> token ids and targets, and padded batches of them.
-
-Tagging: words are tokenized with is_split_into_words; the first word piece of each word carries the word's
-tag, the other pieces and the special tokens get -100 (ignored by the loss and the metrics).
-"""
+"""Examples -> token ids and targets, and padded batches of them (the task tokenizes and builds targets)."""
 
 from __future__ import annotations
 
@@ -11,13 +7,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import Example
-
-IGNORE = -100
+from .. import tasks
+from ..tasks.base import Example
 
 
 @dataclass
-class Encoded:
+class TrainingRow:
     input_ids: list[int]
     token_type_ids: list[int]
     target: object  # int (classification) | list[float] (multilabel) | list[int] (tagging, per token)
@@ -26,41 +21,14 @@ class Encoded:
         return len(self.input_ids)
 
 
-def encode(examples: list[Example], tokenizer, task: str, labels: list[str], max_length: int) -> list[Encoded]:
-    index = {name: i for i, name in enumerate(labels)}
-    if task == "tagging":
-        enc = tokenizer(
-            [ex.tokens for ex in examples],
-            is_split_into_words=True,
-            truncation=True,
-            max_length=max_length,
-            return_token_type_ids=True,
-        )
-        out = []
-        for i, ex in enumerate(examples):
-            targets, previous = [], None
-            for w in enc.word_ids(i):
-                targets.append(IGNORE if w is None or w == previous else index.get(ex.tags[w], IGNORE))
-                previous = w
-            out.append(Encoded(enc["input_ids"][i], enc["token_type_ids"][i], targets))
-        return out
-    texts = [ex.text for ex in examples]
-    pairs = [ex.pair for ex in examples] if examples and examples[0].pair is not None else None
-    enc = tokenizer(texts, pairs, truncation=True, max_length=max_length, return_token_type_ids=True)
-    out = []
-    for i, ex in enumerate(examples):
-        if task == "multilabel":
-            target = [0.0] * len(labels)
-            for name in ex.labels:
-                if name in index:
-                    target[index[name]] = 1.0
-        else:
-            target = index.get(ex.label, IGNORE)  # a label unseen in training cannot be predicted
-        out.append(Encoded(enc["input_ids"][i], enc["token_type_ids"][i], target))
-    return out
+def encode(examples: list[Example], tokenizer, task: str, labels: list[str], max_length: int) -> list[TrainingRow]:
+    t = tasks.get(task)
+    enc = t.tokenize(tokenizer, examples, max_length)
+    targets = t.targets(enc, examples, {name: i for i, name in enumerate(labels)})
+    return [TrainingRow(enc["input_ids"][i], enc["token_type_ids"][i], target) for i, target in enumerate(targets)]
 
 
-def collate(items: list[Encoded], pad_id: int, task: str) -> dict[str, torch.Tensor]:
+def collate(items: list[TrainingRow], pad_id: int, task: str) -> dict[str, torch.Tensor]:
     T = max(len(e.input_ids) for e in items)
     B = len(items)
     ids = torch.full((B, T), pad_id, dtype=torch.long)
@@ -71,14 +39,7 @@ def collate(items: list[Encoded], pad_id: int, task: str) -> dict[str, torch.Ten
         ids[i, :n] = torch.tensor(e.input_ids)
         types[i, :n] = torch.tensor(e.token_type_ids)
         mask[i, :n] = 1
-    if task == "tagging":
-        target = torch.full((B, T), IGNORE, dtype=torch.long)
-        for i, e in enumerate(items):
-            target[i, : len(e.target)] = torch.tensor(e.target)
-    elif task == "multilabel":
-        target = torch.tensor([e.target for e in items], dtype=torch.float32)
-    else:
-        target = torch.tensor([e.target for e in items], dtype=torch.long)
+    target = tasks.get(task).stack_targets([e.target for e in items], T)
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask, "target": target}
 
 
@@ -115,18 +76,13 @@ class FeatureItem:
 
 
 def collate_features(items: list[FeatureItem], task: str) -> dict[str, torch.Tensor]:
-    if task != "tagging":
+    t = tasks.get(task)
+    if not t.per_token:
         feats = torch.stack([it.features for it in items])
-        if task == "multilabel":
-            target = torch.tensor([it.target for it in items], dtype=torch.float32)
-        else:
-            target = torch.tensor([it.target for it in items], dtype=torch.long)
-        return {"features": feats, "target": target}
+        return {"features": feats, "target": t.stack_targets([it.target for it in items], 1)}
     T = max(len(it) for it in items)
     H = items[0].features.shape[-1]
     feats = torch.zeros(len(items), T, H)
-    target = torch.full((len(items), T), IGNORE, dtype=torch.long)
     for i, it in enumerate(items):
         feats[i, : len(it)] = it.features
-        target[i, : len(it)] = torch.tensor(it.target)
-    return {"features": feats, "target": target}
+    return {"features": feats, "target": t.stack_targets([it.target for it in items], T)}

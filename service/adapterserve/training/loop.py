@@ -9,10 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import metrics
+from .. import tasks
+from ..tasks import metrics
 from .features import FeatureItem, eval_batches, train_batches
 from .model import TrainModel
 
@@ -48,14 +48,6 @@ class LoopResult:
 
 def log(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
-
-
-def loss_fn(task: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    if task == "multilabel":
-        return F.binary_cross_entropy_with_logits(logits, target)
-    if task == "tagging":
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
-    return F.cross_entropy(logits, target, ignore_index=-100)
 
 
 def _bar(total: int, desc: str, enabled: bool, leave: bool = True):
@@ -100,7 +92,7 @@ def evaluate(
     desc: str = "eval",
 ) -> dict:
     logits = predict(model, data, collate, batch_size, progress, desc)
-    return metrics.compute(task, [it.target for it in data], logits, labels)
+    return tasks.get(task).metrics([it.target for it in data], logits, labels)
 
 
 @torch.no_grad()
@@ -171,7 +163,7 @@ def train(
             for items in batches:
                 batch = collate(items)
                 logits = model.logits(batch, train=True)
-                loss = loss_fn(task, logits, batch["target"].to(logits.device))
+                loss = tasks.get(task).loss(logits, batch["target"].to(logits.device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.max_grad_norm:

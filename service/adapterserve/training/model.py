@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .. import tasks
 from ..adapters.batch import AdapterBatch
 from ..adapters.heads import apply_head, head_input
 from ..adapters.lora import lora_scaling
@@ -49,7 +50,7 @@ class Spec:
     def n_head_layers(self) -> int:
         if self.kind == "lora":
             return 1
-        return self.head_layers or (1 if self.task == "tagging" else 2)
+        return self.head_layers or tasks.get(self.task).default_head_layers
 
 
 def lora_sites(targets: list[str]) -> list[str]:
@@ -87,13 +88,14 @@ def build_adapter(
 
     L = len(spec.labels)
     n = spec.n_head_layers
+    per_token = tasks.get(spec.task).per_token
     if spec.kind == "lora":
-        if spec.task != "tagging" and not has_pooler:
+        if not per_token and not has_pooler:
             raise ValueError("a LoRA classifier (PEFT SEQ_CLS layout) reads the pooler, which this backbone lacks")
-        pooling = "tokens" if spec.task == "tagging" else "pooler"
+        pooling = "tokens" if per_token else "pooler"
         activation = None
     else:
-        pooling = "tokens" if spec.task == "tagging" else "cls"
+        pooling = "tokens" if per_token else "cls"
         activation = HEAD_ACTIVATION
     dims = [hidden] * n + [L]
     layers = [(_leaf(_normal((dims[i + 1], dims[i]), gen)), _leaf(torch.zeros(dims[i + 1]))) for i in range(n)]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from . import metrics
+from .. import tasks
+from ..tasks import metrics
 from .cli import LR_DEFAULTS, command_line
 from .data import Columns, DataError, label_names, load_examples, resolve_path, split
 from .export import export, self_check
@@ -93,8 +94,9 @@ def _train(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     train_ex, val_ex, test_ex, data_reports = _load_splits(args, cols)
     labels = label_names(train_ex + val_ex + test_ex, args.task)
-    if args.task != "multilabel" and len(labels) < 2:
-        raise DataError(f"need at least two distinct labels, found {labels}")
+    need = tasks.get(args.task).min_labels
+    if len(labels) < need:
+        raise DataError(f"{args.task} needs at least {need} distinct labels, found {labels}")
     max_length = min(args.max_length, backbone.info.max_length)
     tok = backbone.tokenizer
     train_enc, val_enc, test_enc = (encode(x, tok, args.task, labels, max_length) for x in (train_ex, val_ex, test_ex))
@@ -200,7 +202,7 @@ def _train(args: argparse.Namespace) -> int:
         "servable": args.kind in EXPORT_KINDS,
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "versions": {"torch": torch.__version__, "transformers": _version("transformers")},
-        "metric_definitions": "see service/adapterserve/training/metrics.py (macro-F1 over labels present in truth or "
+        "metric_definitions": "see service/adapterserve/tasks/metrics.py (macro-F1 over labels present in truth or "
         "predictions; tagging: first word piece per word, macro-F1 over non-O tags)",
     }
     (output / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Accuracy and F1, written out (no sklearn).
+"""Accuracy and F1, written out (no sklearn); each task's `metrics` picks the ones it reports.
 
 Conventions (the same as scikit-learn's where they exist):
 - F1 of a label = 2 TP / (2 TP + FP + FN).
@@ -15,10 +15,7 @@ Targets equal to -100 (a label not seen in training, a continuation word piece) 
 
 from __future__ import annotations
 
-import torch
-
-IGNORE = -100
-OUTSIDE = "O"
+from .base import IGNORE
 
 
 def _f1(tp: int, fp: int, fn: int) -> float:
@@ -83,24 +80,6 @@ def multilabel(y_true: list[list[float]], y_pred: list[list[int]], labels: list[
         "n": n,
         "per_label": _per_label(counts, labels),
     }
-
-
-def compute(task: str, targets: list, logits: list[torch.Tensor], labels: list[str]) -> dict:
-    """Metrics from per-item targets and raw logits (tagging: [T, L] per item, targets per token)."""
-    if task == "multilabel":
-        preds = [(lg >= 0).int().tolist() for lg in logits]
-        return multilabel(targets, preds, labels)
-    if task == "tagging":
-        y_true, y_pred = [], []
-        for t, lg in zip(targets, logits):
-            pred = lg.argmax(-1).tolist()
-            for a, b in zip(t, pred):
-                if a != IGNORE:
-                    y_true.append(a)
-                    y_pred.append(b)
-        exclude = {labels.index(OUTSIDE)} if OUTSIDE in labels and len(labels) > 1 else set()
-        return single_label(y_true, y_pred, labels, exclude)
-    return single_label(list(targets), [int(lg.argmax(-1)) for lg in logits], labels)
 
 
 def summary(m: dict) -> str:

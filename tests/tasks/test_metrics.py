@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adapterserve.training import metrics
+from adapterserve import tasks
+from adapterserve.tasks import metrics
 
 
 def test_single_label_hand_computed():
@@ -35,7 +36,7 @@ def test_multilabel_hand_computed():
     logits = [torch.tensor([2.0, -1.0, 0.5]), torch.tensor([0.1, 3.0, -2.0]), torch.tensor([1.0, -0.1, -1.0])]
     # pred: [1,0,1] exact ; [1,1,0] ; [1,0,0]  -> exact match 1/3
     # label0: tp2 fp1 fn0 -> 4/5 ; label1: tp1 fp0 fn1 -> 2/3 ; label2: tp1 -> 1
-    m = metrics.compute("multilabel", truth, logits, ["x", "y", "z"])
+    m = tasks.get("multilabel").metrics(truth, logits, ["x", "y", "z"])
     assert m["accuracy"] == pytest.approx(1 / 3)
     assert m["macro_f1"] == pytest.approx((0.8 + 2 / 3 + 1.0) / 3)
     assert m["micro_f1"] == pytest.approx(2 * 4 / (2 * 4 + 1 + 1))
@@ -48,7 +49,7 @@ def test_tagging_skips_ignored_tokens_and_excludes_O_from_macro_f1():
         torch.tensor([[0.0, 9], [1, 0], [0, 1], [1, 0], [1, 0]]),  # pred: -, B, O, B, -
         torch.tensor([[1.0, 0], [0, 1], [0, 1], [0, 1]]),
     ]  # pred: -, O, O, -
-    m = metrics.compute("tagging", targets, logits, labels)
+    m = tasks.get("tagging").metrics(targets, logits, labels)
     # scored tokens: (B,B) (O,O) (O,B) (O,O) (B,O) -> accuracy 3/5 ; B-PER: tp1 fp1 fn1 -> 1/2 (O excluded)
     assert m["accuracy"] == pytest.approx(3 / 5)
     assert m["macro_f1"] == pytest.approx(0.5)
@@ -56,6 +57,6 @@ def test_tagging_skips_ignored_tokens_and_excludes_O_from_macro_f1():
 
 
 def test_classification_from_logits():
-    m = metrics.compute("classification", [1, 0], [torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0])], ["a", "b"])
+    m = tasks.get("classification").metrics([1, 0], [torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0])], ["a", "b"])
     assert m["accuracy"] == 0.5
     assert m["macro_f1"] == pytest.approx((0 + 2 / 3) / 2)
