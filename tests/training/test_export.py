@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from adapterserve.formats import load_adapter
+from adapterserve.training import kinds
 from adapterserve.training.data import Example
-from adapterserve.training.export import export, self_check
+from adapterserve.training.export import self_check
 from adapterserve.training.features import collate, encode
-from adapterserve.training.model import Spec, TrainModel, build_adapter
+from adapterserve.training.kinds import build_adapter, export
+from adapterserve.training.model import Spec, TrainModel
 
 TEXTS = ["good great love", "bad awful and a much longer sentence here", "table", "I hate this, it is terrible"]
 WORDS = [t.split() for t in TEXTS]
@@ -60,7 +62,7 @@ def test_export_reloads_and_reproduces_training_logits(tiny_backbone, tmp_path, 
     adapter = build_adapter(spec, sh.hidden_size, sh.num_layers, sh.linear_shapes, sh.has_pooler, seed=1)
     assert all(t.requires_grad and t.is_leaf for t in adapter.tensors())
     _perturb(adapter, 2)
-    model = TrainModel(b, adapter, kind, dropout=0.1)
+    model = TrainModel(b, adapter, kinds.get(kind), dropout=0.1)
     batch = _batch(b, task)
     # one optimizer step: gradients reach the adapter through the frozen backbone, and the backbone is untouched
     before = [p.clone() for p in b.model.parameters()]

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapterserve.training.export import export, served_logits
-from adapterserve.training.model import Spec, build_adapter
+from adapterserve.training.export import served_logits
+from adapterserve.training.kinds import build_adapter, export
+from adapterserve.training.model import Spec
 
 from .test_export import LABELS, TEXTS, WORDS, _batch, _perturb
 

@@ -1,10 +1,13 @@
-"""`adapterserve train`: argument parsing; `runner.train_command` does the work."""
+"""`adapterserve train`: argument parsing into a TrainConfig; `runner.train_command` does the work."""
 
 from __future__ import annotations
 
 import argparse
 
-from .model import KINDS
+from .. import tasks
+from . import kinds
+from .config import DEFAULTS as D
+from .config import TrainConfig
 
 DESCRIPTION = """\
 Fine-tune an adapter and its prediction head on the frozen backbone, then write a folder the service loads
@@ -20,8 +23,6 @@ Data: CSV/TSV (header row) or JSONL. Classification: --text-column and --label-c
 list of words (--tokens-column) and one tag per word (--tags-column). --data may be
 pkg://<package>/<path> for a file inside an installed Python package.
 """
-
-LR_DEFAULTS = {"seq_bn": 1e-3, "double_seq_bn": 1e-3, "lora": 1e-3, "head": 1e-3, "full": 5e-5}
 
 
 def _positive_int(s: str) -> int:
@@ -46,76 +47,97 @@ def _number(s: str):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("data")
     d.add_argument("--data", required=True, help="training file: .csv/.tsv or .jsonl, or pkg://<package>/<path>")
-    d.add_argument("--task", choices=["classification", "multilabel", "tagging"], default="classification")
-    d.add_argument("--text-column", default="text")
-    d.add_argument("--text-pair-column", default=None, help="second text of a pair (sentence-pair tasks)")
-    d.add_argument("--label-column", default="label", help="single-label classification")
-    d.add_argument("--labels-column", default="labels", help="multi-label: JSON list, or separator-joined string")
-    d.add_argument("--labels-separator", default=",", help="separator of --labels-column strings (default ',')")
-    d.add_argument("--tokens-column", default="tokens", help="tagging: the list of words")
-    d.add_argument("--tags-column", default="tags", help="tagging: the list of tags, one per word")
-    d.add_argument("--delimiter", default=None, help="CSV delimiter (default: ',' or tab for .tsv)")
+    d.add_argument("--task", choices=tasks.names(), default=D.task)
+    d.add_argument("--text-column", default=D.text_column)
+    d.add_argument("--text-pair-column", default=D.text_pair_column, help="second text of a pair (sentence-pair tasks)")
+    d.add_argument("--label-column", default=D.label_column, help="single-label classification")
+    d.add_argument(
+        "--labels-column", default=D.labels_column, help="multi-label: JSON list, or separator-joined string"
+    )
+    d.add_argument(
+        "--labels-separator", default=D.labels_separator, help="separator of --labels-column strings (default ',')"
+    )
+    d.add_argument("--tokens-column", default=D.tokens_column, help="tagging: the list of words")
+    d.add_argument("--tags-column", default=D.tags_column, help="tagging: the list of tags, one per word")
+    d.add_argument("--delimiter", default=D.delimiter, help="CSV delimiter (default: ',' or tab for .tsv)")
     d.add_argument("--dedupe", action="store_true", help="drop rows whose input repeats an earlier row's")
-    d.add_argument("--max-rows", type=int, default=0, help="use only the first N usable rows (0: all)")
+    d.add_argument("--max-rows", type=int, default=D.max_rows, help="use only the first N usable rows (0: all)")
     d.add_argument(
         "--max-train-rows",
         type=int,
-        default=0,
+        default=D.max_train_rows,
         help="cap the training split only, after splitting (validation and test stay whole)",
     )
-    d.add_argument("--validation-split", type=_fraction, default=0.1)
-    d.add_argument("--test-split", type=_fraction, default=0.1, help="held-out test share (0: no test split)")
-    d.add_argument("--validation-file", default=None, help="use this file for validation instead of a split")
-    d.add_argument("--test-file", default=None, help="use this file for the test instead of a split")
-    d.add_argument("--max-length", type=_positive_int, default=128, help="token limit per input")
+    d.add_argument("--validation-split", type=_fraction, default=D.validation_split)
+    d.add_argument("--test-split", type=_fraction, default=D.test_split, help="held-out test share (0: no test split)")
+    d.add_argument(
+        "--validation-file", default=D.validation_file, help="use this file for validation instead of a split"
+    )
+    d.add_argument("--test-file", default=D.test_file, help="use this file for the test instead of a split")
+    d.add_argument("--max-length", type=_positive_int, default=D.max_length, help="token limit per input")
 
     m = p.add_argument_group("model")
-    m.add_argument("--kind", choices=KINDS, default="seq_bn")
-    m.add_argument("--backbone", default=None, help="backbone folder or hub id (default: the service's default)")
-    m.add_argument("--reduction-factor", type=_number, default=16, help="bottleneck width = hidden // this")
-    m.add_argument("--lora-r", type=_positive_int, default=8)
-    m.add_argument("--lora-alpha", type=_number, default=16)
+    m.add_argument("--kind", choices=kinds.names(), default=D.kind)
+    m.add_argument("--backbone", default=D.backbone, help="backbone folder or hub id (default: the service's default)")
+    m.add_argument(
+        "--reduction-factor", type=_number, default=D.reduction_factor, help="bottleneck width = hidden // this"
+    )
+    m.add_argument("--lora-r", type=_positive_int, default=D.lora_r)
+    m.add_argument("--lora-alpha", type=_number, default=D.lora_alpha)
     m.add_argument(
         "--lora-target-modules",
-        default="query,value",
+        default=D.lora_target_modules,
         help="comma list: query, key, value, attention.output.dense, intermediate.dense, output.dense",
     )
     m.add_argument(
         "--head-layers",
         type=_positive_int,
-        default=None,
+        default=D.head_layers,
         help="flex head depth (default 2; tagging 1); a LoRA classifier always has 1 layer",
     )
-    m.add_argument("--dropout", type=float, default=0.1, help="dropout on the head input during training")
+    m.add_argument("--dropout", type=float, default=D.dropout, help="dropout on the head input during training")
 
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=_positive_int, default=3)
-    t.add_argument("--batch-size", type=_positive_int, default=32)
-    t.add_argument("--eval-batch-size", type=_positive_int, default=128)
-    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-3; 5e-5 for --kind full)")
-    t.add_argument("--weight-decay", type=float, default=0.0)
-    t.add_argument("--warmup-ratio", type=float, default=0.06)
+    t.add_argument("--epochs", type=_positive_int, default=D.epochs)
+    t.add_argument("--batch-size", type=_positive_int, default=D.batch_size)
+    t.add_argument("--eval-batch-size", type=_positive_int, default=D.eval_batch_size)
     t.add_argument(
-        "--patience", type=int, default=2, help="stop after this many validations without a better macro-F1 (0: never)"
+        "--lr",
+        type=float,
+        default=D.lr,
+        help="peak learning rate (default per kind: "
+        + ", ".join(f"{k} {kinds.get(k).default_lr:g}" for k in kinds.names())
+        + ")",
+    )
+    t.add_argument("--weight-decay", type=float, default=D.weight_decay)
+    t.add_argument("--warmup-ratio", type=float, default=D.warmup_ratio)
+    t.add_argument(
+        "--patience",
+        type=int,
+        default=D.patience,
+        help="stop after this many validations without a better macro-F1 (0: never)",
     )
     t.add_argument(
-        "--eval-steps", type=int, default=0, help="also validate every N optimizer steps (default: once per epoch)"
+        "--eval-steps",
+        type=int,
+        default=D.eval_steps,
+        help="also validate every N optimizer steps (default: once per epoch)",
     )
-    t.add_argument("--seed", type=int, default=42)
-    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    t.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    t.add_argument("--seed", type=int, default=D.seed)
+    t.add_argument("--threads", type=int, default=D.threads, help="torch CPU threads (0: torch's default)")
+    t.add_argument("--device", default=D.device, help="cpu | cuda | auto")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     o = p.add_argument_group("output")
-    o.add_argument("--output", default=None, help="adapter folder to write (default: runs/<name>)")
-    o.add_argument("--name", default=None, help="adapter name (default: the data file's name)")
+    o.add_argument("--output", default=D.output, help="adapter folder to write (default: runs/<name>)")
+    o.add_argument("--name", default=D.name, help="adapter name (default: the data file's name)")
     o.add_argument(
         "--publish",
-        default=None,
+        default=D.publish,
         metavar="STORE_URL",
         help="publish the folder to this adapter store (a directory or s3://...) under --name",
     )
-    o.add_argument("--description", default="", help="free text saved in adapterserve.json")
+    o.add_argument("--description", default=D.description, help="free text saved in adapterserve.json")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -156,7 +178,7 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     from .runner import train_command
 
-    return train_command(args)
+    return train_command(TrainConfig.from_namespace(args, command_line(args)))
 
 
 def main(argv: list[str] | None = None) -> int:

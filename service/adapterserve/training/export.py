@@ -23,7 +23,7 @@ from ..adapters.heads import apply_head, head_input
 from ..adapters.model import Adapter
 from ..formats import load_adapter
 from ..formats.sidecar import SIDECAR
-from .model import PRESETS, Spec, lora_sites
+from .model import BOTTLENECK_PRESETS, Spec, lora_sites
 
 AH_VERSION = "adapters.1.3.0"
 MODEL_CLASS = "BertAdapterModel"
@@ -118,7 +118,7 @@ def _meta(backbone_name: str, hidden: int, name: str) -> dict:
 
 
 def write_adapterhub(folder: Path, adapter: Adapter, spec: Spec, name: str, backbone_name: str) -> None:
-    mh, out, cfg = PRESETS[spec.kind]
+    mh, out, cfg = BOTTLENECK_PRESETS[spec.kind]
     H = adapter.hidden_size
     config = {
         **BN_CONFIG_BASE,
@@ -175,7 +175,8 @@ def peft_target_modules(targets: list[str]):
     return r".*encoder\.layer\.\d+\.(" + "|".join(re.escape(s) for s in sites) + ")"
 
 
-def write_peft(folder: Path, adapter: Adapter, spec: Spec, backbone_name: str) -> None:
+def write_peft(folder: Path, adapter: Adapter, spec: Spec, name: str, backbone_name: str) -> None:
+    """PEFT names no adapter in its files: `name` is unused."""
     config = {
         **PEFT_CONFIG_BASE,
         "base_model_name_or_path": backbone_name,
@@ -196,15 +197,6 @@ def write_peft(folder: Path, adapter: Adapter, spec: Spec, backbone_name: str) -
 
 def write_sidecar(folder: Path, adapter: Adapter, description: str) -> None:
     _dump(folder / SIDECAR, {"labels": list(adapter.labels), "task": adapter.task, "description": description})
-
-
-def export(folder: Path, adapter: Adapter, spec: Spec, name: str, backbone_name: str, description: str) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    if spec.kind == "lora":
-        write_peft(folder, adapter, spec, backbone_name)
-    else:
-        write_adapterhub(folder, adapter, spec, name, backbone_name)
-    write_sidecar(folder, adapter, description)
 
 
 @torch.no_grad()

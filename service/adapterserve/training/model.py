@@ -12,22 +12,19 @@ lora_B zero) and normal(0, 0.02) for the classifier, as BertForSequenceClassific
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from .. import tasks
 from ..adapters.batch import AdapterBatch
 from ..adapters.heads import apply_head, head_input
 from ..adapters.lora import lora_scaling
 from ..adapters.model import LINEAR_SITES, Adapter, BottleneckConfig, BottleneckSite, Head, LoraSite
 
-BOTTLENECK_KINDS = ("seq_bn", "double_seq_bn")
-EXPORT_KINDS = (*BOTTLENECK_KINDS, "lora")
-KINDS = (*EXPORT_KINDS, "head", "full")
-# (mh_adapter, output_adapter, BottleneckConfig) of the two AdapterHub presets
-PRESETS = {
+# (mh_adapter, output_adapter, BottleneckConfig) of the two AdapterHub presets `adapterserve train` builds
+BOTTLENECK_PRESETS = {
     "seq_bn": (False, True, BottleneckConfig(non_linearity="relu", original_ln_before=True)),
     "double_seq_bn": (True, True, BottleneckConfig(non_linearity="swish", original_ln_before=False)),
 }
@@ -43,14 +40,8 @@ class Spec:
     lora_r: int = 8
     lora_alpha: float = 16
     lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
-    head_layers: int | None = None  # None: 1 for tagging (and always for LoRA), else 2
+    head_layers: int | None = None  # None: the task's default (a LoRA classifier always has 1)
     dropout: float = 0.1
-
-    @property
-    def n_head_layers(self) -> int:
-        if self.kind == "lora":
-            return 1
-        return self.head_layers or tasks.get(self.task).default_head_layers
 
 
 def lora_sites(targets: list[str]) -> list[str]:
@@ -71,79 +62,60 @@ def _normal(shape, gen, std=0.02) -> torch.Tensor:
     return torch.randn(shape, generator=gen) * std
 
 
-def build_adapter(
-    spec: Spec,
-    hidden: int,
-    num_layers: int,
-    linear_shapes: dict[str, tuple[int, int]],
-    has_pooler: bool,
-    seed: int,
-    device: torch.device | str = "cpu",
-) -> Adapter:
-    """Values drawn on the CPU from `seed` (the same on every device), then leaf tensors on `device`."""
-    gen = torch.Generator().manual_seed(seed)
+Leaf = Callable[[torch.Tensor], torch.Tensor]
 
-    def _leaf(t: torch.Tensor) -> torch.Tensor:
+
+def leaf_maker(device: torch.device | str) -> Leaf:
+    def leaf(t: torch.Tensor) -> torch.Tensor:
         return t.float().to(device).contiguous().requires_grad_(True)
 
-    L = len(spec.labels)
-    n = spec.n_head_layers
-    per_token = tasks.get(spec.task).per_token
-    if spec.kind == "lora":
-        if not per_token and not has_pooler:
-            raise ValueError("a LoRA classifier (PEFT SEQ_CLS layout) reads the pooler, which this backbone lacks")
-        pooling = "tokens" if per_token else "pooler"
-        activation = None
-    else:
-        pooling = "tokens" if per_token else "cls"
-        activation = HEAD_ACTIVATION
-    dims = [hidden] * n + [L]
-    layers = [(_leaf(_normal((dims[i + 1], dims[i]), gen)), _leaf(torch.zeros(dims[i + 1]))) for i in range(n)]
-    head = Head(task=spec.task, pooling=pooling, layers=layers, activation=activation, labels=list(spec.labels))
-    if spec.kind in BOTTLENECK_KINDS:
-        mh, out, cfg = PRESETS[spec.kind]
-        r = max(1, int(hidden // spec.reduction_factor))
-        sites = {}
-        for i in range(num_layers):
-            for site, on in (("mh", mh), ("output", out)):
-                if on:
-                    sites[(i, site)] = BottleneckSite(
-                        _leaf(_normal((r, hidden), gen)),
-                        _leaf(torch.zeros(r)),
-                        _leaf(_normal((hidden, r), gen)),
-                        _leaf(torch.zeros(hidden)),
-                    )
-        return Adapter(
-            kind="bottleneck",
-            head=head,
-            hidden_size=hidden,
-            bottleneck_config=cfg,
-            bottleneck=sites,
-            format="adapterhub",
-        )
-    if spec.kind == "lora":
-        lora = {}
-        scaling = lora_scaling(spec.lora_r, spec.lora_alpha, False)
-        for i in range(num_layers):
-            for site in lora_sites(spec.lora_targets):
-                out_dim, in_dim = linear_shapes[site]
-                a = torch.empty(spec.lora_r, in_dim)
-                bound = 1 / math.sqrt(in_dim)  # kaiming_uniform_(a=sqrt(5)) on [r, in], as nn.Linear
-                a.uniform_(-bound, bound, generator=gen)
-                lora[(i, site)] = LoraSite(_leaf(a), _leaf(torch.zeros(out_dim, spec.lora_r)), scaling)
-        return Adapter(kind="lora", head=head, hidden_size=hidden, lora=lora, format="peft")
-    # head / full: no adapter sites, only the head
-    return Adapter(kind="bottleneck", head=head, hidden_size=hidden, bottleneck_config=BottleneckConfig())
+    return leaf
+
+
+def new_head(spec: Spec, hidden: int, pooling: str, activation: str | None, n: int, gen, leaf: Leaf) -> Head:
+    dims = [hidden] * n + [len(spec.labels)]
+    layers = [(leaf(_normal((dims[i + 1], dims[i]), gen)), leaf(torch.zeros(dims[i + 1]))) for i in range(n)]
+    return Head(task=spec.task, pooling=pooling, layers=layers, activation=activation, labels=list(spec.labels))
+
+
+def bottleneck_sites(spec: Spec, hidden: int, num_layers: int, gen, leaf: Leaf) -> dict:
+    mh, out, _ = BOTTLENECK_PRESETS[spec.kind]
+    r = max(1, int(hidden // spec.reduction_factor))
+    sites = {}
+    for i in range(num_layers):
+        for site, on in (("mh", mh), ("output", out)):
+            if on:
+                sites[(i, site)] = BottleneckSite(
+                    leaf(_normal((r, hidden), gen)),
+                    leaf(torch.zeros(r)),
+                    leaf(_normal((hidden, r), gen)),
+                    leaf(torch.zeros(hidden)),
+                )
+    return sites
+
+
+def lora_site_tensors(spec: Spec, num_layers: int, linear_shapes: dict, gen, leaf: Leaf) -> dict:
+    lora = {}
+    scaling = lora_scaling(spec.lora_r, spec.lora_alpha, False)
+    for i in range(num_layers):
+        for site in lora_sites(spec.lora_targets):
+            out_dim, in_dim = linear_shapes[site]
+            a = torch.empty(spec.lora_r, in_dim)
+            bound = 1 / math.sqrt(in_dim)  # kaiming_uniform_(a=sqrt(5)) on [r, in], as nn.Linear
+            a.uniform_(-bound, bound, generator=gen)
+            lora[(i, site)] = LoraSite(leaf(a), leaf(torch.zeros(out_dim, spec.lora_r)), scaling)
+    return lora
 
 
 class TrainModel:
     """Logits of a batch through the serving code path; `params` are what the optimizer updates."""
 
-    def __init__(self, backbone, adapter: Adapter, kind: str, dropout: float):
+    def __init__(self, backbone, adapter: Adapter, kind, dropout: float):
+        """`kind`: the TrainingKind (training/kinds.py): whether the backbone trains, or only the head does."""
         self.backbone, self.adapter, self.kind, self.dropout = backbone, adapter, kind, dropout
         self.adapter_params = list(adapter.tensors())
         self.backbone_params: list[torch.Tensor] = []
-        if kind == "full":
+        if kind.trains_backbone:
             uses_pooler = adapter.head.pooling == "pooler"
             for name, p in backbone.model.named_parameters():
                 if uses_pooler or not name.startswith("pooler."):
@@ -174,7 +146,7 @@ class TrainModel:
     def logits(self, batch: dict[str, torch.Tensor], train: bool) -> torch.Tensor:
         if "features" in batch:  # head-only training on cached backbone outputs
             x = batch["features"].to(self.backbone.device)
-        elif self.kind == "head":
+        elif self.kind.head_only:
             with torch.no_grad():
                 x = self.features(batch)
         else:

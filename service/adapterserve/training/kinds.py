@@ -1,0 +1,138 @@
+"""What `adapterserve train --kind` can train: one TrainingKind per kind, in a registry.
+
+A kind says how its adapter is built (initial tensors), how its head is laid out, how it is written to disk
+(None: a baseline that reports metrics only) and its training defaults. Add a kind: write its builder (and
+writer, in export.py) and `register(TrainingKind(...))` below; the CLI's --kind choices, the learning-rate
+default and publishing follow from the registry.
+
+The serving side needs no registration for a kind whose tensors fit the canonical Adapter (adapters/model.py):
+`AdapterBatch` applies whatever bottleneck, LoRA and bias sites an adapter has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import tasks
+from ..adapters.model import Adapter, BottleneckConfig, Head
+from .export import write_adapterhub, write_peft, write_sidecar
+from .model import (
+    BOTTLENECK_PRESETS,
+    HEAD_ACTIVATION,
+    Spec,
+    bottleneck_sites,
+    leaf_maker,
+    lora_site_tensors,
+    new_head,
+)
+
+# (spec, head, hidden, num_layers, linear_shapes, generator, leaf) -> the adapter around `head`
+Build = Callable[[Spec, Head, int, int, dict, torch.Generator, Callable], Adapter]
+# (folder, adapter, spec, name, backbone_name) -> files in the reference library's layout
+Write = Callable[[Path, Adapter, Spec, str, str], None]
+
+
+@dataclass(frozen=True)
+class TrainingKind:
+    name: str
+    build: Build
+    write: Write | None = None  # None: a baseline, metrics only (not servable)
+    default_lr: float = 1e-3
+    sequence_pooling: str = "cls"  # what a sequence head reads: "cls" (flex head) or "pooler" (PEFT classifier)
+    head_activation: str | None = HEAD_ACTIVATION
+    head_layers: int | None = None  # a fixed head depth (PEFT's classifier is one Linear), else the task's
+    trains_backbone: bool = False  # full fine-tuning
+    head_only: bool = False  # the backbone is frozen and unchanged: its outputs can be computed once
+
+    @property
+    def servable(self) -> bool:
+        return self.write is not None
+
+
+REGISTRY: dict[str, TrainingKind] = {}
+
+
+def register(kind: TrainingKind) -> TrainingKind:
+    if kind.name in REGISTRY:
+        raise ValueError(f"kind {kind.name!r} is already registered")
+    REGISTRY[kind.name] = kind
+    return kind
+
+
+def get(name: str) -> TrainingKind:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown kind {name!r}; known: {names()}") from None
+
+
+def names() -> list[str]:
+    return list(REGISTRY)
+
+
+def _bottleneck(spec, head, hidden, num_layers, linear_shapes, gen, leaf) -> Adapter:
+    return Adapter(
+        kind="bottleneck",
+        head=head,
+        hidden_size=hidden,
+        bottleneck_config=BOTTLENECK_PRESETS[spec.kind][2],
+        bottleneck=bottleneck_sites(spec, hidden, num_layers, gen, leaf),
+        format="adapterhub",
+    )
+
+
+def _lora(spec, head, hidden, num_layers, linear_shapes, gen, leaf) -> Adapter:
+    lora = lora_site_tensors(spec, num_layers, linear_shapes, gen, leaf)
+    return Adapter(kind="lora", head=head, hidden_size=hidden, lora=lora, format="peft")
+
+
+def _head_only(spec, head, hidden, num_layers, linear_shapes, gen, leaf) -> Adapter:
+    return Adapter(kind="bottleneck", head=head, hidden_size=hidden, bottleneck_config=BottleneckConfig())
+
+
+for _kind in (
+    TrainingKind("seq_bn", _bottleneck, write_adapterhub),
+    TrainingKind("double_seq_bn", _bottleneck, write_adapterhub),
+    TrainingKind("lora", _lora, write_peft, sequence_pooling="pooler", head_activation=None, head_layers=1),
+    TrainingKind("head", _head_only, head_only=True),
+    TrainingKind("full", _head_only, default_lr=5e-5, trains_backbone=True),
+):
+    register(_kind)
+
+
+def build_adapter(
+    spec: Spec,
+    hidden: int,
+    num_layers: int,
+    linear_shapes: dict[str, tuple[int, int]],
+    has_pooler: bool,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> Adapter:
+    """Values drawn on the CPU from `seed` (the same on every device), then leaf tensors on `device`.
+    The head is drawn first, then the kind's sites."""
+    kind, task = get(spec.kind), tasks.get(spec.task)
+    gen, leaf = torch.Generator().manual_seed(seed), leaf_maker(device)
+    if task.per_token:
+        pooling = "tokens"
+    else:
+        pooling = kind.sequence_pooling
+        if pooling == "pooler" and not has_pooler:
+            raise ValueError(f"a {kind.name} classifier reads the pooler, which this backbone lacks")
+    n = kind.head_layers or spec.head_layers or task.default_head_layers
+    head = new_head(spec, hidden, pooling, kind.head_activation, n, gen, leaf)
+    return kind.build(spec, head, hidden, num_layers, linear_shapes, gen, leaf)
+
+
+def export(folder: Path, adapter: Adapter, spec: Spec, name: str, backbone_name: str, description: str) -> None:
+    """The kind's files plus adapterserve.json (label names, task, description)."""
+    kind = get(spec.kind)
+    if kind.write is None:
+        raise ValueError(f"--kind {kind.name} reports metrics only and cannot be exported")
+    folder.mkdir(parents=True, exist_ok=True)
+    kind.write(folder, adapter, spec, name, backbone_name)
+    write_sidecar(folder, adapter, description)
