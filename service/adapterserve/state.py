@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 
 from .cache import AdapterCache
 from .engine.backbone import Backbone, load_backbone
-from .engine.batcher import Batcher, BatcherConfig
+from .engine.batcher import Batcher
 from .engine.router import Router
 from .engine.runner import run_items
 from .engine.threads import compute_threads, cpu_budget
+from .engine.work import BatcherConfig
 from .metrics import Metrics
 from .settings import Settings
 from .store import AdapterStore, open_store

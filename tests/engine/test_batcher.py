@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from adapterserve.engine.batcher import Batcher, BatcherConfig, WorkItem
+from adapterserve.engine.batcher import Batcher
 from adapterserve.engine.tokenize import Encoded
+from adapterserve.engine.work import BatcherConfig, WorkItem
 from adapterserve.errors import DeadlineExceeded, Overloaded, Unavailable
 
 
@@ -229,29 +230,6 @@ async def test_expired_items_deep_in_the_queue_are_not_computed():
     with pytest.raises(DeadlineExceeded):
         await late.future
     assert all(late not in batch for batch in runner.batches)
-
-
-def test_window_prefers_full_batches_of_similar_length():
-    from adapterserve.engine.bucketing import window
-
-    loop = asyncio.new_event_loop()
-    try:
-
-        def it(n):
-            return WorkItem(
-                "a", None, [Encoded(list(range(n)), None)], False, time.monotonic() + 9, loop.create_future()
-            )
-
-        pool = [it(n) for n in (30, 12, 44, 31, 29, 13, 45, 33, 28, 11, 46, 32)]
-        cfg = BatcherConfig(max_batch_size=4, max_batch_tokens=10_000)
-        got = window(pool, pool[0], cfg)
-        assert pool[0] in got and len(got) == 4
-        lengths = sorted(x.max_len for x in got)
-        assert lengths[-1] - lengths[0] == 3  # e.g. 29-32 or 30-33: the least padding around 30
-        tight = BatcherConfig(max_batch_size=4, max_batch_tokens=100)  # 4 x 30 > 100: budget binds
-        assert len(window(pool, pool[0], tight)) == 3
-    finally:
-        loop.close()
 
 
 @pytest.mark.asyncio

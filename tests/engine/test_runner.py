@@ -5,9 +5,9 @@ import time
 
 import torch
 
-from adapterserve.engine.batcher import WorkItem
 from adapterserve.engine.runner import run_items, split_by_length
 from adapterserve.engine.tokenize import tokenize
+from adapterserve.engine.work import WorkItem
 from adapterserve.formats import load_adapter
 
 from ..conftest import GOLDEN, backbone_for

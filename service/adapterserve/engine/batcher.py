@@ -22,60 +22,28 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
-from ..adapters.model import Adapter
 from ..errors import DeadlineExceeded, Overloaded, Unavailable
-from .bucketing import POOL, Picker, window
-from .tokenize import Encoded
+from .bucketing import select
+from .work import BatcherConfig, WorkItem
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)
-class WorkItem:
-    key: str  # fairness key: the adapter name, "" for embeddings
-    adapter: Adapter | None
-    rows: list[Encoded]
-    tagging: bool
-    deadline: float  # time.monotonic()
-    future: asyncio.Future
-    enqueued: float = field(default_factory=time.monotonic)
-
-    @property
-    def tokens(self) -> int:
-        return sum(len(r) for r in self.rows)
-
-    @property
-    def max_len(self) -> int:
-        return max(len(r) for r in self.rows)
-
-
-@dataclass(frozen=True)
-class BatcherConfig:
-    max_batch_size: int = 64
-    max_batch_tokens: int = 16384
-    max_wait_ms: float = 2.0
-    max_queue_requests: int = 1024
-    max_queue_tokens: int = 1_000_000
-    policy: str = "mixed"  # or "per_adapter"
-    workers: int = 1  # batches in flight at once, one inference thread each
-
-
 EXPIRED = "the request waited past its deadline before it could run; retry, or raise the timeout"
-Runner = Callable[[list[WorkItem]], list[list[object]]]
+RunBatch = Callable[[list[WorkItem]], list[list[object]]]  # a batch -> one result per item
 
 
 class Batcher:
     def __init__(
         self,
-        runner: Runner,
+        run_batch: RunBatch,
         config: BatcherConfig,
         on_batch: Callable[[list[WorkItem], float], None] | None = None,
         worker_init: Callable[[], None] | None = None,
     ):
         self.config = config
-        self._runner = runner
+        self._run_batch = run_batch
         self._on_batch = on_batch or (lambda items, wait: None)
         self._queues: dict[str, deque[WorkItem]] = {}
         self._ring: deque[str] = deque()  # adapters with queued work, in round-robin order
@@ -164,7 +132,7 @@ class Batcher:
         wait = time.monotonic() - min(i.enqueued for i in batch)
         self.busy_workers += 1
         self.in_flight += len(batch)
-        done = asyncio.get_running_loop().run_in_executor(self._worker, self._runner, batch)
+        done = asyncio.get_running_loop().run_in_executor(self._worker, self._run_batch, batch)
         done.add_done_callback(lambda f: self._finish(batch, wait, f))
 
     def _finish(self, batch: list[WorkItem], wait: float, done: asyncio.Future) -> None:
@@ -217,100 +185,20 @@ class Batcher:
                 return
             self._accept()
 
-    def _take(self, key: str, index: int) -> WorkItem:
-        q = self._queues[key]
-        item = q[index]
-        del q[index]
-        self.queued_requests -= 1
-        self.queued_tokens -= item.tokens
-        self.queued_rows -= len(item.rows)
-        return item
-
     def _fail(self, item: WorkItem, error: Exception) -> None:
         if not item.future.done():
             item.future.set_exception(error)
             item.future.exception()  # retrieved: the caller may be gone
 
-    def _prune_head(self, key: str, now: float) -> None:
-        """Drop items whose caller left, and fail items past their deadline, before any compute."""
-        q = self._queues[key]
-        while q and (q[0].future.done() or q[0].deadline <= now):
-            item = self._take(key, 0)
-            if not item.future.done():
-                self._fail(item, DeadlineExceeded(EXPIRED))
-
     def _take_batch(self) -> list[WorkItem]:
-        """Deficit round robin over adapters, then, when more than a batch is queued, length bucketing.
-
-        DRR fills a pool of up to POOL batches' worth of rows (each adapter its fair share, FIFO within
-        an adapter). From the pool, the batch is the window of similar lengths (sorted by length) that
-        holds the oldest request and fits the budgets; the rest goes back to the front of its queues, its
-        deficit refunded. With a batch or less queued, the pool is the batch.
-        """
-        c = self.config
-        now = time.monotonic()
-        for key in list(self._ring):
-            self._prune_head(key, now)
-        self._ring = deque(k for k in self._ring if self._queues[k])
-        if not self._ring:
-            return []
-        bucketing = self.queued_rows > c.max_batch_size
-        picker = Picker(c, pool_rows=c.max_batch_size * (POOL if bucketing else 1), budget=not bucketing)
-        oldest_key = min(self._ring, key=lambda k: self._queues[k][0].enqueued)
-        oldest = self._take(oldest_key, 0)
-        picker.add(oldest)
-        if c.policy == "per_adapter":
-            picker.only = oldest_key
-        self._drr(picker)
-        batch = picker.batch
-        if bucketing:
-            batch = window(picker.batch, oldest, c)
-            chosen = set(map(id, batch))
-            for item in reversed(picker.batch):  # back to the front of its queue, in FIFO order
-                if id(item) not in chosen:
-                    self._put_back(item)
-        for key in list(self._ring):
-            if not self._queues[key]:
-                self._ring.remove(key)
-                self._deficit.pop(key, None)
-        # Group rows by adapter so each adapter's rows are contiguous (one segment each).
-        batch.sort(key=lambda i: i.key)
-        return batch
-
-    def _put_back(self, item: WorkItem) -> None:
-        q = self._queues[item.key]
-        if not q and item.key not in self._ring:
-            self._ring.append(item.key)
-        q.appendleft(item)
-        self._deficit[item.key] = self._deficit.get(item.key, 0) + item.tokens
-        self.queued_requests += 1
-        self.queued_tokens += item.tokens
-        self.queued_rows += len(item.rows)
-
-    def _drr(self, picker: Picker) -> None:
-        now = time.monotonic()
-        quantum = max(1, self.config.max_batch_tokens // 4)
-        progress = True
-        while progress and not picker.full:
-            progress = False
-            for _ in range(len(self._ring)):
-                key = self._ring[0]
-                self._ring.rotate(-1)
-                if picker.only is not None and key != picker.only:
-                    continue
-                q = self._queues[key]
-                self._deficit[key] = self._deficit.get(key, 0) + quantum
-                while q and not picker.full:
-                    item = q[0]
-                    if item.future.done() or item.deadline <= now:
-                        self._fail(self._take(key, 0), DeadlineExceeded(EXPIRED))  # dropped before compute
-                        continue
-                    if not picker.fits(item) or item.tokens > self._deficit[key]:
-                        break
-                    self._deficit[key] -= item.tokens
-                    picker.add(self._take(key, 0))
-                    progress = True
-                if not q:
-                    self._deficit[key] = 0
-                if picker.full:
-                    return
+        """The next batch (bucketing.select), taken out of the queue; expired items are failed, not run."""
+        inbox_rows = sum(len(i.rows) for i in self._inbox)
+        sel = select(self._queues, self._ring, self._deficit, self.config, time.monotonic(), inbox_rows)
+        self._queues, self._ring, self._deficit = sel.queues, sel.ring, sel.deficit
+        for item in (*sel.batch, *sel.expired):
+            self.queued_requests -= 1
+            self.queued_tokens -= item.tokens
+            self.queued_rows -= len(item.rows)
+        for item in sel.expired:
+            self._fail(item, DeadlineExceeded(EXPIRED))
+        return sel.batch

@@ -14,9 +14,10 @@ from .. import tasks
 from ..cache import AdapterCache, LoadedAdapter
 from ..errors import BadRequest, DeadlineExceeded
 from .backbone import Backbone
-from .batcher import Batcher, WorkItem
+from .batcher import Batcher
 from .threads import helper_pool
 from .tokenize import Encoded, tokenize
+from .work import WorkItem
 
 
 class Router:

@@ -1,0 +1,41 @@
+"""What the batcher queues (`WorkItem`) and how it batches (`BatcherConfig`): plain data, imported by the
+router that makes work items, the selection that picks them and the batcher that owns the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from ..adapters.model import Adapter
+from .tokenize import Encoded
+
+
+@dataclass(eq=False)
+class WorkItem:
+    key: str  # fairness key: the adapter name, "" for embeddings
+    adapter: Adapter | None
+    rows: list[Encoded]
+    tagging: bool  # per-token logits (the task's per_token)
+    deadline: float  # time.monotonic()
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.monotonic)
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(r) for r in self.rows)
+
+    @property
+    def max_len(self) -> int:
+        return max(len(r) for r in self.rows)
+
+
+@dataclass(frozen=True)
+class BatcherConfig:
+    max_batch_size: int = 64
+    max_batch_tokens: int = 16384
+    max_wait_ms: float = 2.0
+    max_queue_requests: int = 1024
+    max_queue_tokens: int = 1_000_000
+    policy: str = "mixed"  # or "per_adapter"
+    workers: int = 1  # batches in flight at once, one inference thread each
