@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-from .run import SERVICE_ENV_DOC
-
 MB = 1024**2
 
 
@@ -491,6 +489,19 @@ def summary_table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def server_env(results: dict) -> str:
+    """The environment the run gave adapterserve (recorded per server by run.service_suite); settings not
+    listed are the service's defaults."""
+    envs = [results[s]["env"] for s in ("mixed", "per_adapter") if "env" in (results.get(s) or {})]
+    if not envs:
+        return "the environment was not recorded by this run"
+    merged: dict[str, str] = {}
+    for env in envs:
+        for k, v in env.items():
+            merged[k] = v if k not in merged or merged[k] == v else f"{merged[k]}|{v}"
+    return ", ".join(f"{k}={v}" for k, v in sorted(merged.items())) + " (the rest default)"
+
+
 def render(results: dict) -> str:
     cfg, m = results["config"], results["machine"]
     ad = results["adapters"]
@@ -529,12 +540,7 @@ def render(results: dict) -> str:
         "uses the first N. Zipf traffic: weight 1/k^s, s = " + f"{cfg['zipf_s']}.",
         f"- Servers: real subprocesses on 127.0.0.1 (`python -m adapterserve serve --store ... --backbone ... "
         f"--device {cfg['device']}`), with "
-        + SERVICE_ENV_DOC.format(
-            mbs=cfg["max_batch_size"],
-            mbt=cfg["max_batch_tokens"],
-            cache=max(1024, 2 * max(cfg["adapter_counts"])),
-            ml=f", MAX_LENGTH={cfg['max_length']}" if cfg["max_length"] else "",
-        )
+        + server_env(results)
         + ". The naive server is `python -m benchmarks.naive`.",
         "- Load: asyncio in the benchmark process, one keep-alive HTTP/1.1 connection per worker "
         + (

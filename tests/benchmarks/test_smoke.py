@@ -221,6 +221,7 @@ def test_report_renders_from_a_minimal_result():
         },
         "bare": {"batch_size": 64, "seq_per_s": 11.0, "padding_ratio": 0.4, "tokenize_share": 0.05},
         "mixed": {
+            "env": {"ADAPTERSERVE_BATCHING": "mixed", "ADAPTERSERVE_MAX_WAIT_MS": "7", "OMP_NUM_THREADS": "1"},
             "phases": [phase, many],
             "idle": {"p50_ms": 4.0, "p95_ms": 5.0, "p99_ms": 6.0, "ok": 5},
             "cold": {
@@ -230,7 +231,7 @@ def test_report_renders_from_a_minimal_result():
                 "loads": 1,
             },
         },
-        "per_adapter": {"phases": [per]},
+        "per_adapter": {"env": {"ADAPTERSERVE_BATCHING": "per_adapter", "OMP_NUM_THREADS": "1"}, "phases": [per]},
         "threads": {
             "helper with default threads": {
                 "threads": 2,
@@ -253,6 +254,8 @@ def test_report_renders_from_a_minimal_result():
     assert "## Inference workers" in doc and "| 1 | 2 x 1 | 80.0 | 2.00x |" in doc
     assert "## CPU threads" in doc and "| helper with default threads | 2 | 160.0 | 110.0 | 2.0 | 1.6 |" in doc
     assert "SHORT" in summary_table(results)
+    # the environment the run gave the servers, as recorded (not a fixed description)
+    assert "ADAPTERSERVE_BATCHING=mixed|per_adapter, ADAPTERSERVE_MAX_WAIT_MS=7, OMP_NUM_THREADS=1" in doc
 
 
 @pytest.mark.slow
