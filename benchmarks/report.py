@@ -465,23 +465,6 @@ def findings(results: dict) -> list[str]:
     return out
 
 
-def contention(results: dict, threshold: float = 0.15) -> list[str]:
-    """Phases during which other processes used more than `threshold` cores."""
-    out = []
-    for key in ("bare", "bare_end"):
-        b = results.get(key)
-        if b and (b.get("others_cpu_cores") or 0) > threshold:
-            out.append(f"bare backbone{' (end)' if key == 'bare_end' else ''}: {b['others_cpu_cores']:.2f}")
-    for strategy in ("naive", "per_adapter", "mixed"):
-        for r in _phases(results, strategy) + ((results.get(strategy) or {}).get("open") or {}).get("phases", []):
-            if (r.get("others_cpu_cores") or 0) > threshold:
-                out.append(f"{strategy} {r['label']}: {r['others_cpu_cores']:.2f}")
-    p = results.get("prototype")
-    if p and (p.get("others_cpu_cores") or 0) > threshold:
-        out.append(f"prototypes: {p['others_cpu_cores']:.2f}")
-    return out
-
-
 def summary_table(results: dict) -> str:
     lines = ["", "target | required | measured | status", "---|---|---|---"]
     for t in targets(results):

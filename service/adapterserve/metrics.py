@@ -6,8 +6,6 @@ names the rest fold into "other". Unknown names (404s) are recorded as "unknown"
 
 from __future__ import annotations
 
-import threading
-
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -25,24 +23,23 @@ RATIO_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 class AdapterLabels:
-    """Maps adapter names to a bounded label set."""
+    """Maps adapter names to a bounded label set. Only the event loop calls it (the HTTP middleware), so the
+    set needs no lock."""
 
     def __init__(self, max_adapters: int):
         self.max_adapters = max_adapters
         self._seen: set[str] = set()
-        self._lock = threading.Lock()  # label lookups come from the loop and the worker thread
 
     def __call__(self, name: str | None, known: bool = True) -> str:
         if name is None or name == "":
             return "none"
         if not known:
             return "unknown"
-        with self._lock:
-            if name in self._seen:
-                return name
-            if len(self._seen) < self.max_adapters:
-                self._seen.add(name)
-                return name
+        if name in self._seen:
+            return name
+        if len(self._seen) < self.max_adapters:
+            self._seen.add(name)
+            return name
         return "other"
 
 

@@ -26,7 +26,6 @@ LINEAR_SITES = (
 )
 LAYER_NORM_SITES = ("attention.output.LayerNorm", "output.LayerNorm")
 GLOBAL_BIAS_SITES = ("embeddings.LayerNorm", "pooler.dense")  # addressed with layer -1
-BOTTLENECK_SITES = ("mh", "output")
 Scaling = float | torch.Tensor
 
 
@@ -119,11 +118,6 @@ class Adapter:
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors())
-
-    @property
-    def max_layer(self) -> int:
-        keys = [*self.bottleneck, *self.lora, *self.bias]
-        return max((k[0] for k in keys), default=-1)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Adapter:
         """A copy with every tensor moved (non-blocking from pinned host memory)."""

@@ -17,7 +17,7 @@ router = APIRouter(tags=["adapters"])
 _described: dict[tuple[str, str, str], dict] = {}  # (store url, name, version) -> metadata, tensors dropped
 
 
-def _meta(adapter) -> dict:
+def _describe(adapter) -> dict:
     return dict(
         kind=adapter.kind,
         task=adapter.task,
@@ -35,13 +35,13 @@ def _describe_sync(state: AppState, name: str) -> AdapterInfo:
         raise AdapterNotFound(f"adapter {name!r} not found; available: {state.store.names()}", name=name)
     loaded = state.cache.peek(name)
     if loaded is not None and loaded.version == info.version:
-        meta = _meta(loaded.host)
+        meta = _describe(loaded.host)
     else:
         key = (state.store.url, name, info.version)
         meta = _described.get(key)
         if meta is None:
             try:
-                meta = _meta(load_adapter(state.store.fetch(name, info.version), state.backbone.shape))
+                meta = _describe(load_adapter(state.store.fetch(name, info.version), state.backbone.shape))
             except AdapterServeError as e:
                 meta = dict(warnings=[f"cannot be served: {e.message}"])
             _described[key] = meta

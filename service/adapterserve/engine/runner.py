@@ -1,8 +1,9 @@
 """One batch through the backbone, on an inference worker thread.
 
-Rows arrive grouped by adapter; they are padded to the longest row, run once through the backbone with
-per-row adapter deltas, and split back into per-item results (logits for adapter rows, pooled sentence
-embeddings for rows without an adapter).
+Rows are sorted by length and run through the backbone in one pass, or in a few passes of similar length
+when the padding saved is worth another pass (`split_by_length`); within a pass they are grouped by adapter
+and padded to the longest row, with per-row adapter deltas. Results are split back per item (logits for
+adapter rows, pooled sentence embeddings for rows without an adapter).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def split_by_length(lengths: list[int], overhead_tokens: int) -> list[tuple[int,
 
 
 def run_items(backbone: Backbone, items, on_stats=None, split_overhead_tokens: int = 0) -> list[list[torch.Tensor]]:
-    """The batcher's runner: flatten work items into rows, run them, and split results back per item.
+    """The batcher's run_batch: flatten work items into rows, run them, and split results back per item.
 
     Rows are sorted by length and, where the padding saved is worth another backbone pass, run as
     several sub-batches of similar length (on a CPU a pass costs little beyond its tokens, so this

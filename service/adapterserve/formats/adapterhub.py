@@ -227,7 +227,7 @@ def _site(
     return BottleneckSite(down_w, down_b, up_w, up_b, scaling, norm_before, norm_after)
 
 
-def _head(folder: Path, hidden: int, sidecar: dict) -> Head:
+def _read_head_folder(folder: Path, hidden: int, sidecar: dict) -> Head:
     cfg_path = folder / "head_config.json"
     weights = first_existing(folder, HEAD_WEIGHTS)
     if not cfg_path.is_file() or weights is None:
@@ -314,7 +314,7 @@ def load(folder: Path, hidden_size: int, num_layers: int) -> Adapter:
     if weights is None:
         raise InvalidAdapter(f"the folder has no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
     sites = _sites(load_tensors(weights), cfg, bc, hidden_size, num_layers)
-    head = _head(folder, hidden_size, read_sidecar(folder))
+    head = _read_head_folder(folder, hidden_size, read_sidecar(folder))
     return Adapter(
         kind="bottleneck",
         head=head,

@@ -65,7 +65,7 @@ def _split(key: str) -> tuple[str, str]:
     return module, param
 
 
-def _head(tensors: dict[str, torch.Tensor], task: str, hidden: int, sidecar: dict) -> Head:
+def _read_peft_head(tensors: dict[str, torch.Tensor], task: str, hidden: int, sidecar: dict) -> Head:
     if "classifier.dense.weight" in tensors:  # RoBERTa-style classification head: dense -> tanh -> out_proj
         names, pooling, act = ["classifier.dense", "classifier.out_proj"], "cls", "tanh"
     elif "classifier.weight" in tensors:
@@ -133,7 +133,7 @@ def load(folder: Path, hidden_size: int, num_layers: int, linear_shapes: dict[st
             modules.setdefault(module, {})[param.split(".")[0]] = t
         else:
             rest[f"{module}.{param}"] = t
-    head = _head(rest, PEFT_TASK_TYPES[task_type], hidden_size, read_sidecar(folder))
+    head = _read_peft_head(rest, PEFT_TASK_TYPES[task_type], hidden_size, read_sidecar(folder))
 
     lora, bias = {}, {}
     for module, p in modules.items():

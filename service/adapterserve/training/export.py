@@ -106,7 +106,7 @@ def _t(x: torch.Tensor) -> torch.Tensor:
     return x.detach().float().cpu().contiguous().clone()
 
 
-def _meta(backbone_name: str, hidden: int, name: str) -> dict:
+def _saved_by(backbone_name: str, hidden: int, name: str) -> dict:
     return {
         "hidden_size": hidden,
         "model_class": MODEL_CLASS,
@@ -128,7 +128,7 @@ def write_adapterhub(folder: Path, adapter: Adapter, spec: Spec, name: str, back
         "original_ln_before": cfg.original_ln_before,
         "reduction_factor": spec.reduction_factor,
     }
-    _dump(folder / "adapter_config.json", {"config": config, **_meta(backbone_name, H, name)})
+    _dump(folder / "adapter_config.json", {"config": config, **_saved_by(backbone_name, H, name)})
     tensors = {}
     for (layer, site), s in sorted(adapter.bottleneck.items()):
         where = "attention.output" if site == "mh" else "output"
@@ -157,7 +157,7 @@ def write_flex_head(folder: Path, adapter: Adapter, spec: Spec, name: str, backb
     }
     if not tasks.get(head.task).per_token:
         hc.update(bias=True, use_pooler=head.pooling == "pooler")
-    _dump(folder / "head_config.json", {"config": hc, **_meta(backbone_name, adapter.hidden_size, name)})
+    _dump(folder / "head_config.json", {"config": hc, **_saved_by(backbone_name, adapter.hidden_size, name)})
     tensors, idx = {}, 0
     for i, (w, b) in enumerate(head.layers):  # Sequential: Dropout, Linear[, act, Dropout, Linear ...]
         idx += 1
