@@ -333,7 +333,7 @@ def service_server(cfg: Config, backbone: str, store: Path, batching: str, logs:
     port = free_port()
     env = {
         "ADAPTERSERVE_BATCHING": batching,
-        "ADAPTERSERVE_MAX_QUEUE_REQUESTS": "1000000",
+        "ADAPTERSERVE_MAX_QUEUE_ITEMS": "1000000",
         "ADAPTERSERVE_MAX_QUEUE_TOKENS": "1000000000",
         "ADAPTERSERVE_LOG_LEVEL": "WARNING",
         "ADAPTERSERVE_CACHE_MAX_DEVICE_ADAPTERS": str(max(1024, 2 * max(cfg.adapter_counts))),

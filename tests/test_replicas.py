@@ -84,7 +84,7 @@ async def test_watcher_survives_store_errors_and_catches_up(tmp_path, monkeypatc
     store_url = str(tmp_path / "store")
     publish_golden(store_url)
     state = build_state(make_settings(tmp_path, store=store_url), backbone=backbone_for("tiny-bert"))
-    old = await state.cache.get("sentiment")
+    old = await state.lifecycle.get("sentiment")
     watcher = StoreWatcher(state, interval_s=0.01)
 
     def down():
@@ -98,14 +98,14 @@ async def test_watcher_survives_store_errors_and_catches_up(tmp_path, monkeypatc
 
         new = open_store(store_url).publish("sentiment", golden_dir("ah_head_one_layer"))  # another replica
         await asyncio.sleep(0.1)
-        assert not task.done() and state.cache.peek("sentiment") is old  # resident keeps serving
+        assert not task.done() and state.lifecycle.peek("sentiment") is old  # resident keeps serving
         assert sum("store poll failed" in r.getMessage() for r in caplog.records) == 1  # logged once, not per poll
         monkeypatch.setattr(state.store, "manifest", real_manifest)
         for _ in range(200):
-            if state.cache.peek("sentiment").version == new.version:
+            if state.lifecycle.peek("sentiment").version == new.version:
                 break
             await asyncio.sleep(0.01)
-        assert state.cache.peek("sentiment").version == new.version
+        assert state.lifecycle.peek("sentiment").version == new.version
     finally:
         task.cancel()
         state.router.close()
@@ -150,3 +150,33 @@ def test_store_unreachable_admin_503_inference_keeps_serving_resident(tmp_path, 
             assert all(not t.done() for t in client.app.state.adapterserve.background)
     finally:
         server.stop()
+
+
+@pytest.mark.asyncio
+async def test_several_changes_refresh_concurrently(tmp_path):
+    """Three resident adapters change at once: their store reads overlap (a barrier only three concurrent
+    fetches pass), so convergence does not wait for one reload after another."""
+    import threading
+
+    from adapterserve.store import open_store
+
+    store_url = str(tmp_path / "store")
+    publish_golden(store_url)
+    state = build_state(make_settings(tmp_path, store=store_url), backbone=backbone_for("tiny-bert"))
+    names = ["sentiment", "multi", "pairs"]
+    try:
+        for name in names:
+            await state.lifecycle.get(name)
+        other = open_store(store_url)
+        new = {name: other.publish(name, golden_dir("ah_head_one_layer")).version for name in names}
+        barrier, real_fetch = threading.Barrier(len(names), timeout=20), state.store.fetch
+
+        def fetch(name, version):
+            barrier.wait()  # raises BrokenBarrierError unless all three fetch at the same time
+            return real_fetch(name, version)
+
+        state.store.fetch = fetch
+        await StoreWatcher(state).poll_once()
+        assert {n: state.lifecycle.peek(n).version for n in names} == new
+    finally:
+        state.router.close()

@@ -11,7 +11,7 @@ def _serve(args) -> int:
 
     from .logs import setup_logging
     from .main import create_app
-    from .settings import Settings
+    from .settings import SettingsError, load_settings
 
     overrides = {
         k: v
@@ -26,7 +26,11 @@ def _serve(args) -> int:
         ).items()
         if v is not None
     }
-    settings = Settings(**overrides)
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as e:  # stop before anything starts, naming the setting and the valid choices
+        print(f"adapterserve: configuration error: {e}", file=sys.stderr)
+        return 2
     setup_logging(settings.log_level, settings.log_json)
     app = create_app(settings)
 

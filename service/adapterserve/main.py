@@ -17,7 +17,7 @@ from .api.middleware import RequestMiddleware
 from .engine.threads import helper_pool
 from .errors import AdapterServeError, Overloaded
 from .replicas import start_store_watcher
-from .settings import Settings
+from .settings import Settings, load_settings
 from .state import AppState, build_state, freeze_heap, warm_up
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def _validation_message(errors) -> str:
 def create_app(
     settings: Settings | None = None, state_factory: Callable[[Settings], AppState] | None = None
 ) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or load_settings()
     factory = state_factory or build_state
 
     @asynccontextmanager

@@ -16,6 +16,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from .events import AdapterLoaded, CacheEvent, CacheHit, CacheMiss, Evicted
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 TOKEN_BUCKETS = (16, 64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
@@ -87,7 +89,10 @@ class Metrics:
         self.queue_tokens = Gauge(p + "queue_tokens", "Tokens waiting in the queue", registry=r)
         self.adapters_resident = Gauge(p + "adapters_resident", "Adapters resident per tier", ["tier"], registry=r)
         self.adapter_load = Histogram(
-            p + "adapter_load_seconds", "Cold adapter load time (store to device)", buckets=LATENCY_BUCKETS, registry=r
+            p + "adapter_load_seconds",
+            "Cold adapter load time, store to host memory",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.cache_hits = Counter(p + "adapter_cache_hits_total", "Requests whose adapter was resident", registry=r)
         self.cache_misses = Counter(
@@ -97,15 +102,17 @@ class Metrics:
         self.gpu_memory = Gauge(p + "gpu_memory_bytes", "GPU memory allocated by this process", registry=r)
         self.ready = Gauge(p + "ready", "1 when the server accepts traffic", registry=r)
 
-    def cache_event(self, kind: str, data: dict) -> None:
-        if kind == "hit":
-            self.cache_hits.inc()
-        elif kind == "miss":
-            self.cache_misses.inc()
-        elif kind == "evict":
-            self.cache_evictions.labels(data.get("tier", "device")).inc()
-        elif kind == "load":
-            self.adapter_load.observe(data["seconds"])
+    def on_cache_event(self, event: CacheEvent) -> None:
+        """Called from the event loop and (device evictions) from inference threads; metrics are thread-safe."""
+        match event:
+            case CacheHit():
+                self.cache_hits.inc()
+            case CacheMiss():
+                self.cache_misses.inc()
+            case Evicted(tier=tier):
+                self.cache_evictions.labels(tier).inc()
+            case AdapterLoaded(seconds=seconds):
+                self.adapter_load.observe(seconds)
 
     def render(self) -> bytes:
         try:

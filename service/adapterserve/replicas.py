@@ -4,8 +4,11 @@ A background task polls the store's manifest (one small conditional read, never 
 request path) every `store_poll_s / 2`, so that a change is served within `store_poll_s` (the other half
 is for fetching and loading it), and every RECONCILE_S asks the store for the authoritative view, which
 also repairs a stale index. For each resident adapter whose version differs it re-reads the adapter's pointer
-(the truth), loads the new version off the event loop and installs it through the cache; requests already in
-flight keep the object they resolved. An adapter deleted from the store is forgotten. Adapters that are not
+(the truth), loads the new version off the event loop and sends the lifecycle a `Replace` that lands only
+if the version it compared against is still the one served (an admin change here meanwhile wins); requests
+already in flight keep the snapshot they resolved. Changed adapters refresh concurrently, at most
+REFRESH_CONCURRENCY at a time, so convergence does not grow with the number of changes (until that many
+change at once). An adapter deleted from the store is forgotten. Adapters that are not
 resident need nothing: their next request loads whatever is current. Failures are logged and retried on the
 next poll; the task never dies of them, and what is resident keeps serving.
 """
@@ -18,10 +21,13 @@ import time
 
 from .errors import AdapterNotFound, AdapterServeError
 from .formats.registry import load_adapter
+from .lifecycle import Forget, Replace
+from .snapshot import Snapshot
 from .state import AppState
 
 log = logging.getLogger(__name__)
 RECONCILE_S = 60.0
+REFRESH_CONCURRENCY = 8  # store reads and parses in flight at once (each takes a helper thread)
 
 
 class StoreWatcher:
@@ -58,34 +64,40 @@ class StoreWatcher:
             self._failing = False
         if full:
             self._next_reconcile = time.monotonic() + self.reconcile_s
-        for name, entry in self.state.cache.resident().items():
-            if manifest.get(name) != entry.version:
-                await self.refresh(name)
+        changed = [
+            (name, snap) for name, snap in self.state.lifecycle.resident().items() if manifest.get(name) != snap.version
+        ]
+        limit = asyncio.Semaphore(REFRESH_CONCURRENCY)
 
-    async def refresh(self, name: str) -> None:
+        async def bounded(name: str, snap: Snapshot) -> None:
+            async with limit:
+                await self.refresh(name, snap)
+
+        await asyncio.gather(*(bounded(name, snap) for name, snap in changed))
+
+    async def refresh(self, name: str, entry: Snapshot | None = None) -> None:
         """Bring one resident adapter to the store's current version (or forget it if deleted)."""
         state = self.state
+        lifecycle = state.lifecycle
+        entry = entry or lifecycle.peek(name)
+        if entry is None:
+            return  # evicted or unloaded meanwhile: the next request loads what is current
         try:
-            async with state.admin_lock(name):  # never interleave with this replica's own admin action on it
-                entry = state.cache.peek(name)
-                if entry is None:
-                    return  # evicted or unloaded meanwhile: the next request loads what is current
-                info = await asyncio.to_thread(state.store.current, name)
-                if info is None:
-                    state.cache.forget(name)
+            info = await asyncio.to_thread(state.store.current, name)
+            if info is None:
+                if lifecycle.peek(name) is entry:  # not re-uploaded here meanwhile
+                    lifecycle.apply(Forget(name))
                     log.info("adapter deleted in the store; dropped", extra={"adapter": name, "version": entry.version})
-                    return
-                if info.version == entry.version:
-                    return  # the index lagged the pointer; nothing to do
-                folder = await asyncio.to_thread(state.store.fetch, name, info.version)
-                adapter = await asyncio.to_thread(load_adapter, folder, state.backbone.shape)
-                fresh = await asyncio.to_thread(state.cache.prepare, name, info, adapter)
-                if state.cache.peek(name) is entry:  # still the one we compared against
-                    state.cache.install(fresh)
-                    log.info(
-                        "adapter reloaded from the store",
-                        extra={"adapter": name, "version": info.version, "previous": entry.version},
-                    )
+                return
+            if info.version == entry.version:
+                return  # the index lagged the pointer; nothing to do
+            folder = await asyncio.to_thread(state.store.fetch, name, info.version)
+            adapter = await asyncio.to_thread(load_adapter, folder, state.backbone.shape)
+            if lifecycle.apply(Replace(Snapshot(name, info, adapter), expected=entry)):
+                log.info(
+                    "adapter reloaded from the store",
+                    extra={"adapter": name, "version": info.version, "previous": entry.version},
+                )
         except asyncio.CancelledError:
             raise
         except Exception as e:  # e.g. deleted between pointer and files; the old version keeps serving
@@ -94,7 +106,7 @@ class StoreWatcher:
                 level,
                 "reloading %s failed; keeping version %s until the next poll: %s",
                 name,
-                entry.version if (entry := state.cache.peek(name)) else None,
+                entry.version,
                 _reason(e),
             )
 

@@ -1,12 +1,33 @@
-"""Every knob and limit in one place (ADAPTERSERVE_* environment variables)."""
+"""Every knob and limit in one place (ADAPTERSERVE_* environment variables).
+
+A misspelled setting must not be silently ignored: an ADAPTERSERVE_* variable that names no setting, or
+a setting given a value it cannot take, stops start-up with a message naming it and the valid choices
+(`load_settings`, `SettingsError`). `Settings(...)` itself checks the environment too.
+"""
 
 from __future__ import annotations
 
+import difflib
+import logging
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PREFIX = "ADAPTERSERVE_"
+# Renamed settings: the old variable still works (with a warning) and means the new one.
+RENAMED = {"max_queue_requests": "max_queue_items"}
+# ADAPTERSERVE_* names used by the test tooling (tests/fixtures/ref_envs.sh, the reference-library tests),
+# never read by the service: present in a developer's shell, they must not stop it.
+TOOLING = {"REF_ENVS", "VENV_AH", "VENV_PEFT"}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(ValueError):
+    """A start-up configuration error, worded for the operator."""
+
 
 # service/adapterserve/settings.py -> the repository root (which holds the default store, adapters_store/)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +44,7 @@ def default_backbone() -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ADAPTERSERVE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="forbid")
 
     # backbone
     backbone: str = Field(default_factory=default_backbone, description="local folder or hub id")
@@ -37,6 +58,8 @@ class Settings(BaseSettings):
     # manifest is polled twice per period, leaving the other half for fetching and loading the new version).
     store_poll_s: float = Field(10.0, gt=0)
     keep_versions: int = Field(5, ge=1)
+    # A remote (S3) store's local download cache, least recently used copies evicted past this many bytes.
+    store_cache_max_bytes: int = Field(2 * 1024**3, ge=1024 * 1024)
 
     # HTTP
     host: str = "127.0.0.1"
@@ -55,7 +78,9 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(64, ge=1)
     max_batch_tokens: int = Field(16_384, ge=16)
     max_wait_ms: float = Field(2.0, ge=0)
-    max_queue_requests: int = Field(1024, ge=1)
+    max_queue_items: int = Field(
+        1024, ge=1, description="work items queued (a request is one or more); was MAX_QUEUE_REQUESTS"
+    )
     max_queue_tokens: int = Field(1_000_000, ge=1)
     request_timeout_s: float = Field(30.0, gt=0)
     batching: Literal["mixed", "per_adapter"] = "mixed"
@@ -86,7 +111,7 @@ class Settings(BaseSettings):
 
     # operations
     drain_timeout_s: float = Field(30.0, ge=0)
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_json: bool = True
     log_request_text: bool = False
     metrics_max_adapters: int = Field(100, ge=1)
@@ -98,3 +123,65 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             return [s.strip() for s in v.split(",") if s.strip()]
         return v
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v):
+        return v.upper() if isinstance(v, str) else v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment(cls, data):
+        data = dict(data) if isinstance(data, dict) else data
+        unknown_environment(os.environ)
+        for old, new in RENAMED.items():
+            value = data.pop(old, None) if isinstance(data, dict) else None
+            env = os.environ.get(PREFIX + old.upper())
+            if value is None and env is not None:
+                value = env
+            if value is not None and isinstance(data, dict) and new not in data:
+                logging.getLogger(__name__).warning(
+                    "%s%s is renamed %s%s; please use the new name", PREFIX, old.upper(), PREFIX, new.upper()
+                )
+                data[new] = value
+        return data
+
+
+def known_names() -> list[str]:
+    return sorted(PREFIX + f.upper() for f in Settings.model_fields)
+
+
+def unknown_environment(environ) -> None:
+    """Raise SettingsError for the first ADAPTERSERVE_* variable that names no setting."""
+    fields = {f.upper() for f in Settings.model_fields} | {old.upper() for old in RENAMED} | TOOLING
+    for key in sorted(environ):
+        if not key.upper().startswith(PREFIX):
+            continue
+        if key[len(PREFIX) :].upper() not in fields:
+            close = difflib.get_close_matches(key.upper(), known_names(), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise SettingsError(f"unknown setting {key}: {hint}valid names are {', '.join(known_names())}")
+
+
+def load_settings(**overrides) -> Settings:
+    """Settings from the environment (and explicit overrides), or a SettingsError naming what is wrong."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            if err.get("type") == "value_error" and isinstance(err.get("ctx", {}).get("error"), SettingsError):
+                raise err["ctx"]["error"] from None
+            field = str(err["loc"][0]) if err.get("loc") else ""
+            name = PREFIX + field.upper() if field else "settings"
+            value = err.get("input")
+            problems.append(f"{name}={value!r} is invalid: {_choices(err)}")
+        raise SettingsError("; ".join(problems)) from None
+
+
+def _choices(err: dict) -> str:
+    """pydantic's message already lists the valid choices of a Literal ("Input should be 'a' or 'b'")
+    and the bound of a range ("greater than or equal to 1")."""
+    if err.get("type") == "extra_forbidden":
+        return f"no such setting; valid names are {', '.join(known_names())}"
+    return err.get("msg", "invalid value")

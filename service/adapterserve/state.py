@@ -1,20 +1,21 @@
-"""What the lifespan builds: backbone -> store -> cache -> batcher -> router. Tests build small fakes."""
+"""What the lifespan builds: backbone -> store -> lifecycle (+ device tier) -> batcher -> router.
+Tests build small fakes."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import time
 from dataclasses import dataclass, field
 
-from .cache import AdapterCache
 from .engine.backbone import Backbone, load_backbone
 from .engine.batcher import Batcher
+from .engine.devices import DeviceTier
 from .engine.router import Router
 from .engine.runner import run_items
 from .engine.threads import compute_threads, cpu_budget
 from .engine.work import BatcherConfig
+from .lifecycle import Lifecycle, Pin
 from .metrics import Metrics
 from .settings import Settings
 from .store import AdapterStore, open_store
@@ -27,17 +28,18 @@ class AppState:
     settings: Settings
     backbone: Backbone
     store: AdapterStore
-    cache: AdapterCache
+    lifecycle: Lifecycle
     batcher: Batcher
     router: Router
     metrics: Metrics
     ready: bool = False
     draining: bool = False
-    admin_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    background: list[asyncio.Task] = field(default_factory=list)
+    background: list = field(default_factory=list)  # asyncio tasks the lifespan cancels
 
-    def admin_lock(self, name: str) -> asyncio.Lock:
-        return self.admin_locks.setdefault(name, asyncio.Lock())
+    async def place(self, snapshot) -> None:
+        """Put a snapshot's copy on the device now (admin load, preload), on an inference thread."""
+        devices = self.lifecycle.devices
+        await self.batcher.on_worker(lambda: devices.release(devices.acquire([snapshot])))
 
 
 def inference_threads(settings: Settings, device_type: str) -> tuple[int, int]:
@@ -49,20 +51,33 @@ def inference_threads(settings: Settings, device_type: str) -> tuple[int, int]:
     return workers, max(1, budget // workers)
 
 
-def build_state(settings: Settings, backbone: Backbone | None = None, store: AdapterStore | None = None) -> AppState:
-    """Everything heavy happens here (called from the lifespan), never at import time."""
+def build_state(
+    settings: Settings,
+    backbone: Backbone | None = None,
+    store: AdapterStore | None = None,
+    devices: DeviceTier | None = None,
+) -> AppState:
+    """Everything heavy happens here (called from the lifespan), never at import time. Tests pass a
+    DeviceTier with a fake device (a separate CPU copy) to run the device-tier paths on a CPU."""
     metrics = Metrics(settings.metrics_max_adapters)
     backbone = backbone or load_backbone(settings.backbone, settings.device, settings.dtype, settings.max_length)
-    store = store or open_store(settings.store, keep_versions=settings.keep_versions)
-    cache = AdapterCache(
+    store = store or open_store(
+        settings.store, keep_versions=settings.keep_versions, cache_max_bytes=settings.store_cache_max_bytes
+    )
+    if devices is None:  # (an empty tier is falsy: it has a length)
+        devices = DeviceTier(
+            backbone.device,
+            backbone.dtype,
+            max_adapters=settings.cache_max_device_adapters,
+            max_bytes=settings.cache_max_device_bytes,
+        )
+    devices.on_event = metrics.on_cache_event
+    lifecycle = Lifecycle(
         store,
         backbone.shape,
-        backbone.device,
-        backbone.dtype,
-        max_device_adapters=settings.cache_max_device_adapters,
-        max_device_bytes=settings.cache_max_device_bytes,
+        devices,
         max_host_adapters=settings.cache_max_host_adapters,
-        on_event=metrics.cache_event,
+        on_event=metrics.on_cache_event,
     )
 
     def on_stats(stats, seconds):
@@ -80,7 +95,7 @@ def build_state(settings: Settings, backbone: Backbone | None = None, store: Ada
         settings.max_batch_size,
         settings.max_batch_tokens,
         settings.max_wait_ms,
-        settings.max_queue_requests,
+        settings.max_queue_items,
         settings.max_queue_tokens,
         settings.batching,
         workers,
@@ -89,20 +104,21 @@ def build_state(settings: Settings, backbone: Backbone | None = None, store: Ada
     if split < 0:
         split = 16 if backbone.device.type == "cpu" else 0
     batcher = Batcher(
-        lambda items: run_items(backbone, items, on_stats, split),
+        lambda items: run_items(backbone, items, on_stats, split, devices),
         config,
         on_batch,
         worker_init=compute_threads(threads),
     )
     router = Router(
         backbone,
-        cache,
+        lifecycle,
         batcher,
         max_batch_size=settings.max_batch_size,
+        max_batch_tokens=settings.max_batch_tokens,
         request_timeout_s=settings.request_timeout_s,
         on_tokenize=metrics.tokenize.observe,
     )
-    return AppState(settings, backbone, store, cache, batcher, router, metrics)
+    return AppState(settings, backbone, store, lifecycle, batcher, router, metrics)
 
 
 def freeze_heap() -> None:
@@ -122,7 +138,8 @@ async def warm_up(state: AppState) -> None:
         log.info("warm-up done", extra={"seconds": round(time.monotonic() - started, 3)})
     for name in state.settings.preload:
         try:
-            await state.cache.get(name)
-            state.cache.pin(name)
+            snapshot = await state.lifecycle.get(name)
+            state.lifecycle.apply(Pin(name))
+            await state.place(snapshot)
         except Exception as e:
             log.error("preload of %s failed: %s", name, e)

@@ -69,7 +69,7 @@ def test_ready_is_503_before_startup():
 def test_live_stays_200_when_the_queue_is_full(client):
     b = client.app.state.adapterserve.batcher
     saved = b.queued_requests
-    b.queued_requests = b.config.max_queue_requests
+    b.queued_requests = b.config.max_queue_items
     try:
         r = client.post("/classify?adapter=sentiment", json={"inputs": "x"})
         assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1

@@ -126,7 +126,7 @@ async def test_cancelled_requests_are_dropped_before_compute():
 async def test_admission_limit_refuses_at_once_with_429():
     runner = FakeRunner()
     runner.gate.clear()
-    b = await run_with(BatcherConfig(max_batch_size=1, max_wait_ms=0, max_queue_requests=3), runner)
+    b = await run_with(BatcherConfig(max_batch_size=1, max_wait_ms=0, max_queue_items=3), runner)
     items = [item() for _ in range(3)]
     for i in items:
         b.submit(i)

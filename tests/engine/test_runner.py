@@ -9,6 +9,8 @@ from adapterserve.engine.runner import run_items, split_by_length
 from adapterserve.engine.tokenize import tokenize
 from adapterserve.engine.work import WorkItem
 from adapterserve.formats import load_adapter
+from adapterserve.snapshot import Snapshot
+from adapterserve.store.base import VersionInfo
 
 from ..conftest import GOLDEN, backbone_for
 
@@ -31,7 +33,8 @@ def test_split_runs_match_one_batch():
         items = []
         for k, (key, adapter, tagging) in enumerate([("a", a, False), ("t", t, True), ("", None, False)]):
             rows = tokenize(bb.tokenizer, texts[k:] + texts[:k], None, 128, True)
-            items.append(WorkItem(key, adapter, rows, tagging, time.monotonic() + 9, loop.create_future()))
+            snap = None if adapter is None else Snapshot(key, VersionInfo("v1", "0" * 64, 0.0, 0), adapter)
+            items.append(WorkItem(key, snap, rows, tagging, time.monotonic() + 9, loop.create_future()))
         stats = []
         whole = run_items(bb, items)
         split = run_items(bb, items, lambda s, sec: stats.append(s), split_overhead_tokens=1)

@@ -124,6 +124,21 @@ def test_fetch_reuses_the_local_copy_of_an_immutable_version(s3_url, tmp_path):
     assert s.fetch("x", v.version) == first and calls == []
 
 
+def test_the_download_cache_is_bounded_by_bytes(s3_url, tmp_path):
+    writer = open_store(s3_url)
+    versions = {n: writer.publish(n, SRC).version for n in ("x", "y", "z")}
+    s = open_store(s3_url, cache_dir=str(tmp_path / "cache"))
+    s.cache_grace_s = 0  # every copy idle: eviction may take any but the one being fetched
+    one = sum(f.stat().st_size for f in s.fetch("x", versions["x"]).rglob("*") if f.is_file())
+    s.cache_max_bytes = int(one * 1.5)
+    for name in ("y", "z"):
+        s.fetch(name, versions[name])
+        on_disk = sum(f.stat().st_size for f in (tmp_path / "cache").rglob("*") if f.is_file())
+        assert on_disk <= s.cache_max_bytes
+    assert not (s.cache_root / "x" / versions["x"]).exists()  # least recently used went first
+    assert (s.fetch("x", versions["x"]) / "adapter_config.json").is_file()  # and is fetched again when needed
+
+
 def test_missing_bucket_is_store_unavailable_with_the_reason(moto_server, s3_url):
     s = open_store("s3://no-such-bucket-here/p")
     with pytest.raises(StoreUnavailable, match="NoSuchBucket"):

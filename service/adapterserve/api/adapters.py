@@ -33,9 +33,9 @@ def _describe_sync(state: AppState, name: str) -> AdapterInfo:
     info = state.store.current(name)
     if info is None:
         raise AdapterNotFound(f"adapter {name!r} not found; available: {state.store.names()}", name=name)
-    loaded = state.cache.peek(name)
+    loaded = state.lifecycle.peek(name)
     if loaded is not None and loaded.version == info.version:
-        meta = _describe(loaded.host)
+        meta = _describe(loaded.adapter)
     else:
         key = (state.store.url, name, info.version)
         meta = _described.get(key)
@@ -50,8 +50,8 @@ def _describe_sync(state: AppState, name: str) -> AdapterInfo:
         version=info.version,
         sha256=info.sha256,
         created=info.created,
-        residency=state.cache.residency(name),
-        pinned=name in state.cache.pins,
+        residency=state.lifecycle.residency(name),
+        pinned=name in state.lifecycle.pins,
         **meta,
     )
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,76 +16,20 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from starlette.datastructures import UploadFile
 
-from ..errors import AdapterNotFound, BadRequest, PayloadTooLarge
+from ..errors import AdapterNotFound, BadRequest
 from ..formats.registry import load_adapter
 from ..formats.sidecar import SIDECAR
+from ..lifecycle import Forget, Install, Pin, Unload
+from ..snapshot import Snapshot
 from ..state import AppState
 from ..store import validate_name
-from .archive import extract_archive, is_archive_name
 from .audit import audit_trail
 from .deps import get_state, require_admin
 from .schemas import UploadResult
+from .upload import receive_files
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(audit_trail), Depends(require_admin)])
-FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-async def _receive_files(request: Request, state: AppState, folder: Path, work: Path) -> None:
-    """The adapter's files into folder: multipart parts named 'files', or one archive (a 'files' part named
-    *.tar.gz/*.tgz/*.tar/*.zip, or a part named 'archive') extracted safely; 'labels' is applied last."""
-    s = state.settings
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > s.max_upload_bytes:
-        raise PayloadTooLarge(f"upload of {length} bytes exceeds the limit of {s.max_upload_bytes}")
-    try:
-        form = await request.form(max_files=s.max_upload_files, max_fields=16)
-    except Exception as e:  # malformed multipart bodies, too many parts
-        raise BadRequest(f"could not read the multipart form: {e}; send files as parts named 'files'") from None
-    total, count, labels, archive = 0, 0, None, None
-    try:
-        for field, value in form.multi_items():
-            if field == "labels" and isinstance(value, str):
-                labels = value
-                continue
-            if field not in ("files", "archive") or not isinstance(value, UploadFile):
-                raise BadRequest(
-                    f"unexpected form field {field!r}; send the adapter's files as parts named "
-                    "'files' (or one archive), and optionally 'labels'"
-                )
-            name = Path(value.filename or "").name
-            if not FILE_NAME_RE.match(name or "") or name != value.filename:
-                raise BadRequest(f"file name {value.filename!r} is not allowed: plain names only, no paths")
-            is_archive = field == "archive" or is_archive_name(name)
-            if archive is not None or (is_archive and count):
-                raise BadRequest("send either the adapter's files or one archive, not both")
-            target = work / "upload.archive" if is_archive else folder / name
-            if target.exists():
-                raise BadRequest(f"file {name!r} was sent twice")
-            with target.open("wb") as out:
-                while chunk := await value.read(1 << 20):
-                    total += len(chunk)
-                    if total > s.max_upload_bytes:
-                        raise PayloadTooLarge(f"upload exceeds the limit of {s.max_upload_bytes} bytes")
-                    out.write(chunk)
-            if is_archive:
-                archive = target
-            else:
-                count += 1
-    finally:
-        await form.close()
-    if archive is not None:
-        await asyncio.to_thread(
-            extract_archive, archive, folder, max_bytes=s.max_upload_bytes, max_files=s.max_upload_files
-        )
-    elif count == 0:
-        raise BadRequest(
-            "no files received: send the adapter folder's files as multipart parts named 'files', "
-            "or one .tar.gz/.zip archive"
-        )
-    if labels is not None:
-        _write_labels(folder, labels)
 
 
 def _write_labels(folder: Path, value: str) -> None:
@@ -112,12 +55,15 @@ async def upload(name: str, request: Request, state: AppState = Depends(get_stat
     folder = work / "adapter"
     folder.mkdir()
     try:
-        await _receive_files(request, state, folder, work)
+        labels = await receive_files(
+            request, folder, work, state.settings.max_upload_bytes, state.settings.max_upload_files
+        )
+        if labels is not None:
+            _write_labels(folder, labels)
         adapter = await asyncio.to_thread(load_adapter, folder, state.backbone.shape)  # validate before any write
-        async with state.admin_lock(name):  # racing uploads to one name: the later publish wins, and serves
+        async with state.lifecycle.changing(name):  # racing uploads to one name: the later publish serves
             info = await asyncio.to_thread(state.store.publish, name, folder)
-            entry = await asyncio.to_thread(state.cache.prepare, name, info, adapter)
-            state.cache.install(entry)
+            state.lifecycle.apply(Install(Snapshot(name, info, adapter)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     request.state.audit.update(version=info.version)
@@ -127,9 +73,9 @@ async def upload(name: str, request: Request, state: AppState = Depends(get_stat
 @router.delete("/adapters/{name}", summary="Delete an adapter and all its versions")
 async def delete(name: str, request: Request, state: AppState = Depends(get_state)):
     validate_name(name)
-    async with state.admin_lock(name):
+    async with state.lifecycle.changing(name):
         await asyncio.to_thread(state.store.delete, name)
-        state.cache.forget(name)
+        state.lifecycle.apply(Forget(name))
     return {"name": name, "deleted": True}
 
 
@@ -156,7 +102,7 @@ async def rollback(
     name: str, request: Request, body: RollbackRequest | None = None, state: AppState = Depends(get_state)
 ):
     validate_name(name)
-    async with state.admin_lock(name):
+    async with state.lifecycle.changing(name):
         current = await asyncio.to_thread(state.store.current, name)
         if current is None:
             raise AdapterNotFound(f"adapter {name!r} not found", name=name)
@@ -169,8 +115,7 @@ async def rollback(
         folder = await asyncio.to_thread(state.store.fetch, name, target)
         adapter = await asyncio.to_thread(load_adapter, folder, state.backbone.shape)
         info = await asyncio.to_thread(state.store.set_current, name, target)
-        entry = await asyncio.to_thread(state.cache.prepare, name, info, adapter)
-        state.cache.install(entry)
+        state.lifecycle.apply(Install(Snapshot(name, info, adapter)))
     request.state.audit.update(version=info.version, previous=current.version)
     return {"name": name, "version": info.version, "previous": current.version}
 
@@ -178,15 +123,16 @@ async def rollback(
 @router.post("/adapters/{name}/load", summary="Load an adapter onto the device and pin it")
 async def load(name: str, request: Request, state: AppState = Depends(get_state)):
     validate_name(name)
-    loaded = await state.cache.get(name)
-    state.cache.pin(name)
-    request.state.audit.update(version=loaded.version)
-    return {"name": name, "version": loaded.version, "residency": state.cache.residency(name), "pinned": True}
+    snapshot = await state.lifecycle.get(name)
+    state.lifecycle.apply(Pin(name))
+    await state.place(snapshot)
+    request.state.audit.update(version=snapshot.version)
+    return {"name": name, "version": snapshot.version, "residency": state.lifecycle.residency(name), "pinned": True}
 
 
 @router.post("/adapters/{name}/unload", summary="Unpin an adapter and drop it from memory")
 async def unload(name: str, request: Request, state: AppState = Depends(get_state)):
     validate_name(name)
-    was = state.cache.unload(name)
+    was = state.lifecycle.apply(Unload(name))
     request.state.audit.update(unloaded=was)
-    return JSONResponse({"name": name, "unloaded": was, "residency": state.cache.residency(name)})
+    return JSONResponse({"name": name, "unloaded": was, "residency": state.lifecycle.residency(name)})

@@ -28,7 +28,7 @@ async def classify(
 ):
     request.state.adapter = validate_name(adapter)
     texts, pairs = body.texts_and_pairs()
-    check_texts(state.settings, texts + (pairs or []))
+    check_texts(state.settings, texts, pairs)
     deadline = state.router.deadline()
 
     async def work():
@@ -39,5 +39,5 @@ async def classify(
 
     loaded, logits = await until_disconnected(request, work())
     response.headers["X-Adapter-Version"] = loaded.version
-    head = loaded.host.head
+    head = loaded.adapter.head
     return [rank_labels(row, head.labels, head.task, body.top_k, body.raw_scores) for row in logits]

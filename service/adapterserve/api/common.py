@@ -42,8 +42,9 @@ async def until_disconnected(request: Request, coro):
     raise ClientDisconnected("the client closed the connection before the answer was ready")
 
 
-def check_texts(settings: Settings, texts: list[str]) -> None:
-    """Limits (413) and, only when LOG_REQUEST_TEXT is on and the level is DEBUG, the texts themselves."""
+def check_texts(settings: Settings, texts: list[str], pairs: list[str] | None = None) -> None:
+    """Limits (413) and, only when LOG_REQUEST_TEXT is on and the level is DEBUG, the texts themselves.
+    A text pair is one input (one row): it counts once toward max_inputs_per_request."""
     if settings.log_request_text and log.isEnabledFor(logging.DEBUG):
         log.debug("request texts", extra={"texts": texts[:20]})
     if len(texts) > settings.max_inputs_per_request:
@@ -53,6 +54,8 @@ def check_texts(settings: Settings, texts: list[str]) -> None:
             limit=settings.max_inputs_per_request,
         )
     for i, t in enumerate(texts):
+        if pairs is not None and len(pairs[i]) > len(t):
+            t = pairs[i]
         if len(t) > settings.max_input_chars:
             raise PayloadTooLarge(
                 f"input {i} has {len(t)} characters; the limit is {settings.max_input_chars}",

@@ -32,7 +32,7 @@ async def metrics(request: Request):
     m = state.metrics
     m.queue_requests.set(state.batcher.queued_requests)
     m.queue_tokens.set(state.batcher.queued_tokens)
-    for tier, n in state.cache.counts().items():
+    for tier, n in state.lifecycle.counts().items():
         m.adapters_resident.labels(tier).set(n)
     m.ready.set(1 if state.ready and not state.draining else 0)
     return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

@@ -39,7 +39,7 @@ async def tag(
 
     loaded, rows, logits = await until_disconnected(request, work())
     response.headers["X-Adapter-Version"] = loaded.version
-    labels = loaded.host.labels
+    labels = loaded.adapter.labels
     if body.aggregation == "none":
         return [tag_tokens(enc, lg, labels, state.backbone.tokenizer) for enc, lg in zip(rows, logits)]
     return [tag_entities(t, enc, lg, labels) for t, enc, lg in zip(texts, rows, logits)]

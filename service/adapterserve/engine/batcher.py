@@ -1,6 +1,6 @@
 """The dynamic batcher: one asyncio task owns the queue and feeds the inference worker threads.
 
-- Admission: `submit` refuses at once (429) when the queue is over its request or token bound.
+- Admission: `submit` refuses at once (429) when the queue is over its work-item or token bound.
 - A batch closes on `max_batch_size` rows or `max_batch_tokens` (padded length x rows), or `max_wait_ms`
   after its oldest request arrived.
 - Fairness: deficit round robin across adapters (by real tokens), so one hot adapter cannot starve
@@ -69,9 +69,9 @@ class Batcher:
         if not self.accepting:
             raise Unavailable("the server is draining and accepts no new work; retry on another replica")
         c = self.config
-        if self.queued_requests + 1 > c.max_queue_requests or self.queued_tokens + item.tokens > c.max_queue_tokens:
+        if self.queued_requests + 1 > c.max_queue_items or self.queued_tokens + item.tokens > c.max_queue_tokens:
             raise Overloaded(
-                f"queue full ({self.queued_requests} requests, {self.queued_tokens} tokens queued); retry shortly",
+                f"queue full ({self.queued_requests} work items, {self.queued_tokens} tokens queued); retry shortly",
                 retry_after_s=1.0,
             )
         self.queued_requests += 1
@@ -97,6 +97,10 @@ class Batcher:
         drained = not (self.queued_requests or self.in_flight)
         await self.stop()
         return drained
+
+    async def on_worker(self, fn, *args):
+        """Run fn on an inference thread (device placement belongs there: engine/devices.py)."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
     async def stop(self) -> None:
         self.accepting = False

@@ -1,17 +1,19 @@
 """From a validated request to results: resolve the adapter, tokenize, submit to the batcher, await.
 
-Requests larger than one batch are split into chunks; all chunks share the request's deadline.
+A request larger than one batch is cut into work items that each fit a batch by rows (`max_batch_size`)
+and by padded tokens (rows x longest row <= `max_batch_tokens`; a single row longer than that runs alone),
+so `max_batch_tokens` bounds every batch. All of a request's items share its deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 import torch
 
 from .. import tasks
-from ..cache import AdapterCache, LoadedAdapter
 from ..errors import BadRequest, DeadlineExceeded
 from .backbone import Backbone
 from .batcher import Batcher
@@ -19,21 +21,26 @@ from .threads import helper_pool
 from .tokenize import Encoded, tokenize
 from .work import WorkItem
 
+if TYPE_CHECKING:
+    from ..lifecycle import Lifecycle
+    from ..snapshot import Snapshot
+
 
 class Router:
     def __init__(
         self,
         backbone: Backbone,
-        cache: AdapterCache,
+        lifecycle: Lifecycle,
         batcher: Batcher,
         *,
         max_batch_size: int,
+        max_batch_tokens: int,
         request_timeout_s: float,
         tokenize_threads: int = 2,
         on_tokenize=None,
     ):
-        self.backbone, self.cache, self.batcher = backbone, cache, batcher
-        self.max_batch_size = max_batch_size
+        self.backbone, self.lifecycle, self.batcher = backbone, lifecycle, batcher
+        self.max_batch_size, self.max_batch_tokens = max_batch_size, max_batch_tokens
         self.request_timeout_s = request_timeout_s
         self._pool = helper_pool(tokenize_threads, "adapterserve-tok")
         self._on_tokenize = on_tokenize or (lambda seconds: None)
@@ -41,15 +48,15 @@ class Router:
     def deadline(self, timeout_s: float | None = None) -> float:
         return time.monotonic() + (timeout_s or self.request_timeout_s)
 
-    async def resolve(self, name: str, route: str) -> LoadedAdapter:
-        loaded = await self.cache.get(name)
-        task = loaded.host.task
+    async def resolve(self, name: str, route: str) -> Snapshot:
+        snapshot = await self.lifecycle.get(name)
+        task = snapshot.adapter.task
         right = tasks.get(task).route
         if right != route:
             raise BadRequest(
                 f"adapter {name!r} is a {task} adapter; call POST /{right}?adapter={name}", adapter=name, task=task
             )
-        return loaded
+        return snapshot
 
     async def tokenize(
         self, texts: list[str], pairs: list[str] | None, truncate: bool, offsets: bool = False
@@ -70,16 +77,13 @@ class Router:
         return enc
 
     async def run(
-        self, key: str, loaded: LoadedAdapter | None, rows: list[Encoded], tagging: bool, deadline: float
+        self, key: str, snapshot: Snapshot | None, rows: list[Encoded], tagging: bool, deadline: float
     ) -> list[torch.Tensor]:
         loop = asyncio.get_running_loop()
-        adapter = None if loaded is None else loaded.device
         items = []
         try:
-            for i in range(0, len(rows), self.max_batch_size):
-                item = WorkItem(
-                    key, adapter, rows[i : i + self.max_batch_size], tagging, deadline, loop.create_future()
-                )
+            for chunk in self.cut(rows):
+                item = WorkItem(key, snapshot, chunk, tagging, deadline, loop.create_future())
                 self.batcher.submit(item)
                 items.append(item)
             remaining = deadline - time.monotonic()
@@ -94,6 +98,22 @@ class Router:
                 if not item.future.done():
                     item.future.cancel()
         return [r for chunk in results for r in chunk]
+
+    def cut(self, rows: list[Encoded]) -> list[list[Encoded]]:
+        """Consecutive runs of rows, each within max_batch_size rows and max_batch_tokens padded tokens."""
+        chunks: list[list[Encoded]] = []
+        chunk: list[Encoded] = []
+        longest = 0
+        for row in rows:
+            grown = max(longest, len(row))
+            if chunk and (len(chunk) + 1 > self.max_batch_size or (len(chunk) + 1) * grown > self.max_batch_tokens):
+                chunks.append(chunk)
+                chunk, grown = [], len(row)
+            chunk.append(row)
+            longest = grown
+        if chunk:
+            chunks.append(chunk)
+        return chunks
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

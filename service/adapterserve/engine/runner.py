@@ -16,6 +16,7 @@ import torch
 from ..adapters.batch import AdapterBatch
 from ..adapters.model import Adapter
 from .backbone import Backbone
+from .devices import DeviceTier
 from .tokenize import Encoded
 
 
@@ -87,21 +88,38 @@ def split_by_length(lengths: list[int], overhead_tokens: int) -> list[tuple[int,
     return runs
 
 
-def run_items(backbone: Backbone, items, on_stats=None, split_overhead_tokens: int = 0) -> list[list[torch.Tensor]]:
+def run_items(
+    backbone: Backbone, items, on_stats=None, split_overhead_tokens: int = 0, devices: DeviceTier | None = None
+) -> list[list[torch.Tensor]]:
     """The batcher's run_batch: flatten work items into rows, run them, and split results back per item.
+
+    Each item carries the snapshot its request resolved; the device tier places the batch's snapshots here,
+    on the inference thread, and holds them until the batch is done (engine/devices.py).
 
     Rows are sorted by length and, where the padding saved is worth another backbone pass, run as
     several sub-batches of similar length (on a CPU a pass costs little beyond its tokens, so this
     cuts the padding of a mixed-length batch; on a GPU `split_overhead_tokens` is large and it rarely
     splits). Within a sub-batch rows are grouped by adapter, one segment each.
     """
+    snapshots = [item.adapter for item in items if item.adapter is not None]
+    placed = devices.acquire(snapshots) if devices is not None else {s: s.adapter for s in snapshots}
+    try:
+        return _run_placed(backbone, items, placed, on_stats, split_overhead_tokens)
+    finally:
+        if devices is not None:
+            devices.release(snapshots)
+
+
+def _run_placed(backbone: Backbone, items, placed: dict, on_stats, split_overhead_tokens: int):
     rows, adapters, tagging, keys = [], [], [], []
+    group: dict[int, int] = {}  # one segment per snapshot, even for two versions of one name in a batch
     for item in items:
         n = len(item.rows)
+        adapter = None if item.adapter is None else placed[item.adapter]
         rows.extend(item.rows)
-        adapters.extend([item.adapter] * n)
+        adapters.extend([adapter] * n)
         tagging.extend([item.tagging] * n)
-        keys.extend([item.key] * n)
+        keys.extend([(item.key, group.setdefault(id(adapter), len(group)))] * n)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     runs = (
         split_by_length([len(rows[i]) for i in order], split_overhead_tokens)

@@ -7,14 +7,14 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from ..adapters.model import Adapter
+from ..snapshot import Snapshot
 from .tokenize import Encoded
 
 
 @dataclass(eq=False)
 class WorkItem:
     key: str  # fairness key: the adapter name, "" for embeddings
-    adapter: Adapter | None
+    adapter: Snapshot | None  # the version the request resolved (engine/devices.py places it); None: embeddings
     rows: list[Encoded]
     tagging: bool  # per-token logits (the task's per_token)
     deadline: float  # time.monotonic()
@@ -35,7 +35,7 @@ class BatcherConfig:
     max_batch_size: int = 64
     max_batch_tokens: int = 16384
     max_wait_ms: float = 2.0
-    max_queue_requests: int = 1024
+    max_queue_items: int = 1024  # work items (a request is cut into one or more)
     max_queue_tokens: int = 1_000_000
     policy: str = "mixed"  # or "per_adapter"
     workers: int = 1  # batches in flight at once, one inference thread each

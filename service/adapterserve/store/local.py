@@ -35,7 +35,8 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 class LocalStore(AdapterStore):
-    def __init__(self, url: str, keep_versions: int = 5):
+    def __init__(self, url: str, keep_versions: int = 5, cache_max_bytes: int | None = None):
+        # cache_max_bytes bounds a remote store's download cache; a local store reads in place and has none
         self.url = url
         self.root = Path(url.removeprefix("file://")).resolve()
         self.root.mkdir(parents=True, exist_ok=True)

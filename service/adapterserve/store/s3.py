@@ -32,7 +32,9 @@ _MISSING = {"NoSuchKey", "404", "NotFound"}
 
 
 class S3Store(ManifestIndex, AdapterStore):
-    def __init__(self, url: str, keep_versions: int = 5, cache_dir: str | None = None):
+    def __init__(
+        self, url: str, keep_versions: int = 5, cache_dir: str | None = None, cache_max_bytes: int = 2 * 1024**3
+    ):
         import boto3  # imported here so only S3 users need boto3, and nothing connects at import time
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ClientError
@@ -54,6 +56,8 @@ class S3Store(ManifestIndex, AdapterStore):
         self._s3 = session.client("s3", region_name=session.region_name or "us-east-1", config=Config(**options))
         root = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "adapterserve-s3-cache"
         self.cache_root = root / self.bucket / (prefix or "_root")
+        self.cache_max_bytes = cache_max_bytes  # the download cache (on Kubernetes: the pod's emptyDir)
+        self.cache_grace_s = 60.0  # a copy used this recently is kept (a load may be reading it)
         self._init_manifest()
 
     # ---- one place that talks to S3 and translates its failures ---------------------------------------
@@ -177,6 +181,7 @@ class S3Store(ManifestIndex, AdapterStore):
             except OSError:  # a local copy exists already (same content: versions are content-addressed)
                 shutil.rmtree(tmp, ignore_errors=True)
             self._trim_local(name, keep=self.keep_versions + 1)
+            self._trim_bytes(keep=local)
             return local
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -234,6 +239,25 @@ class S3Store(ManifestIndex, AdapterStore):
         for old in copies[keep:]:
             if time.time() - old.stat().st_mtime > grace_s:
                 shutil.rmtree(old, ignore_errors=True)
+
+    def _trim_bytes(self, keep: Path) -> None:
+        """Bound the download cache by bytes: the least recently used copies go first (fetch touches a
+        copy's mtime), except the one just fetched and any used within cache_grace_s (a load may be reading it;
+        once loaded, an adapter needs no files). A copy evicted here is downloaded again when next needed."""
+        copies = []
+        for path in self.cache_root.glob("*/[!.]*"):
+            if path.is_dir():
+                size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+                copies.append((path.stat().st_mtime, size, path))
+        total = sum(size for _, size, _ in copies)
+        for mtime, size, path in sorted(copies, key=lambda c: c[0]):
+            if total <= self.cache_max_bytes:
+                return
+            if path == keep or time.time() - mtime < self.cache_grace_s:
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            total -= size
+            log.info("evicted %s from the download cache", path.relative_to(self.cache_root))
 
     def _prune(self, name: str, keep: str) -> None:
         try:
