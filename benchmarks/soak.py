@@ -210,6 +210,7 @@ def soak(
     change_every_s: float = 3.0,
     workdir: Path | None = None,
 ) -> Result:
+    own = workdir is None
     work = Path(workdir or tempfile.mkdtemp(prefix="soak-run-"))
     store = work / "store"
     names = adapter_names(n_adapters)
@@ -229,11 +230,17 @@ def soak(
     port = free_port()
     server = ServerProcess(["-m", "adapterserve", "serve", "--port", str(port)], env, port, work / "server.log", "soak")
     server.start()
+    result = None
     try:
         result = Result(minutes, Path(backbone).name, n_adapters, clients)
         return Soak(server, names, spec, result).run(minutes, clients, change_every_s)
     finally:
         server.stop()
+        if own:
+            if result is not None and result.failed == 0 and not result.change_failures:
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                print(f"soak: the server's log is kept in {work / 'server.log'}")
 
 
 def _mb(n: int) -> str:

@@ -151,3 +151,21 @@ async def test_snapshots_are_immutable(store):
     snap = await lifecycle.get("a0")
     with pytest.raises(AttributeError):
         snap.adapter = None  # frozen: nothing can swap what a queued row computes
+
+
+@pytest.mark.asyncio
+async def test_changes_to_one_name_run_one_at_a_time(store):
+    lifecycle, _ = make_lifecycle(store)
+    inside, overlaps = 0, 0
+
+    async def change():
+        nonlocal inside, overlaps
+        async with lifecycle.changing("a0"):
+            inside += 1
+            overlaps = max(overlaps, inside)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            inside -= 1
+
+    await asyncio.gather(*(change() for _ in range(5)))
+    assert overlaps == 1 and lifecycle._changing == {}

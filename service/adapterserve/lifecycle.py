@@ -103,7 +103,7 @@ class Lifecycle:
         self._pins: frozenset[str] = frozenset()  # replaced, never mutated: the device tier reads it from workers
         self._generation: dict[str, int] = {}
         self._loading: dict[str, asyncio.Future] = {}
-        self._changing: dict[str, asyncio.Lock] = {}
+        self._changing: dict[str, list] = {}
         self._on_event = on_event or (lambda event: None)
         self._handlers: dict[type, Callable] = {
             Install: self._install,
@@ -189,12 +189,14 @@ class Lifecycle:
     async def changing(self, name: str):
         """Admin changes to one name on this replica run one at a time (store write, then Install), so two
         racing uploads serve the one the store ends up pointing at."""
-        lock = self._changing.setdefault(name, asyncio.Lock())
+        entry = self._changing.setdefault(name, [asyncio.Lock(), 0])  # [lock, callers holding or waiting]
+        entry[1] += 1
         try:
-            async with lock:
+            async with entry[0]:
                 yield
         finally:
-            if not lock.locked() and self._changing.get(name) is lock:
+            entry[1] -= 1
+            if entry[1] == 0:  # nobody waits: forget the lock, so names seen once do not pile up
                 del self._changing[name]
 
     # ---- handlers (atomic: no await) ---------------------------------------------------------------------------

@@ -85,7 +85,9 @@ class Metrics:
         self.batch_adapters = Histogram(
             p + "batch_adapters", "Distinct adapters per batch", buckets=SIZE_BUCKETS, registry=r
         )
-        self.queue_requests = Gauge(p + "queue_requests", "Requests waiting in the queue", registry=r)
+        self.queue_requests = Gauge(
+            p + "queue_requests", "Work items waiting in the queue (a request is one or more)", registry=r
+        )
         self.queue_tokens = Gauge(p + "queue_tokens", "Tokens waiting in the queue", registry=r)
         self.adapters_resident = Gauge(p + "adapters_resident", "Adapters resident per tier", ["tier"], registry=r)
         self.adapter_load = Histogram(
