@@ -10,20 +10,26 @@ import time
 
 import httpx
 import pytest
+import torch
 
+from adapterserve.engine.devices import DeviceTier
 from adapterserve.main import create_app
 from adapterserve.state import build_state
 
 from .api.conftest import TOKEN, golden_files, make_settings, publish_golden
 from .conftest import backbone_for
+from .engine.test_devices import fake_device as fake_move
 
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 BODY = {"inputs": ["a short text", "and another one"], "raw_scores": True}
 
 
 @contextlib.asynccontextmanager
-async def running_app(settings):
-    app = create_app(settings, lambda s: build_state(s, backbone=backbone_for("tiny-bert")))
+async def running_app(settings, fake_device: bool = False):
+    """fake_device: a device tier that copies (like a GPU) with room for one adapter, so copies are
+    evicted and placed again while versions change under the traffic (tests/engine/test_devices.py)."""
+    devices = DeviceTier(torch.device("cpu"), torch.float32, max_adapters=1, move=fake_move) if fake_device else None
+    app = create_app(settings, lambda s: build_state(s, backbone=backbone_for("tiny-bert"), devices=devices))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://replica", timeout=60) as client:
@@ -31,10 +37,11 @@ async def running_app(settings):
 
 
 @pytest.mark.asyncio
-async def test_in_flight_request_finishes_on_the_version_it_started_with(tmp_path):
+@pytest.mark.parametrize("fake_device", [False, True], ids=["cpu", "fake-device"])
+async def test_in_flight_request_finishes_on_the_version_it_started_with(tmp_path, fake_device):
     settings = make_settings(tmp_path)
     publish_golden(settings.store)
-    async with running_app(settings) as (app, client):
+    async with running_app(settings, fake_device) as (app, client):
         old = await client.post("/classify?adapter=sentiment", json=BODY)
         router = app.state.adapterserve.router
         resolved, release = asyncio.Event(), asyncio.Event()
@@ -77,11 +84,12 @@ async def test_racing_uploads_to_one_name_one_wins_and_answers_agree(tmp_path):
 
 
 @pytest.mark.asyncio
-async def test_uploads_rollbacks_deletes_under_load_fail_zero_requests(tmp_path):
+@pytest.mark.parametrize("fake_device", [False, True], ids=["cpu", "fake-device"])
+async def test_uploads_rollbacks_deletes_under_load_fail_zero_requests(tmp_path, fake_device):
     # On the local store, in process; the same under load through S3 across two processes: test_replicas_e2e.
     settings = make_settings(tmp_path, max_batch_size=8, store_poll_s=0.4)
     publish_golden(settings.store)
-    async with running_app(settings) as (app, client):
+    async with running_app(settings, fake_device) as (app, client):
         initial = (await client.post("/classify?adapter=sentiment", json=BODY)).headers["X-Adapter-Version"]
         await client.post("/classify?adapter=lora", json=BODY)
         timeline: list[tuple[float, float, str]] = []  # (started, answered, version served from then on)
