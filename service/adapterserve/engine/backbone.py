@@ -80,6 +80,7 @@ class Backbone:
         self._act = get_activation(cfg.hidden_act if isinstance(cfg.hidden_act, str) else "gelu")
         self._heads = cfg.num_attention_heads
         self._pooler = model.pooler if info.has_pooler else None
+        self._project = getattr(model, "embeddings_project", None)
 
     @property
     def shape(self) -> BackboneShape:
@@ -99,6 +100,8 @@ class Backbone:
         x = adapters.embeddings(
             m.embeddings(input_ids=input_ids, token_type_ids=token_type_ids), m.embeddings.LayerNorm
         )
+        if self._project is not None:  # ELECTRA with embedding_size != hidden_size, as ElectraModel does
+            x = self._project(x)
         B, T, H = x.shape
         nh, hd = self._heads, H // self._heads
         # Boolean key mask: True = attend. Broadcasts over heads and query positions.
