@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from adapterserve.adapters.batch import GROUP_MIN, AdapterBatch
-from adapterserve.engine.runner import pad
+from adapterserve.adapters.batch import GROUP_MIN
+from adapterserve.engine.runner import pad, run_rows
 from adapterserve.engine.tokenize import tokenize
 
 from .adapters import AdapterSpec, write_adapter
@@ -35,20 +35,9 @@ from .server import cpu_counters
 NO_GROUPING = 10**9
 
 
-def _plan(row_adapters, group_min=None):
-    return AdapterBatch.from_row_adapters(row_adapters, group_min)
-
-
-def logits(backbone, rows, row_adapters, plan) -> list[torch.Tensor]:
-    """run_rows for sequence-classification rows with a given plan; per-row logits on the CPU."""
-    ids, mask, types = pad(rows, backbone.tokenizer.pad_token_id or 0, backbone.device)
-    with torch.inference_mode():
-        hidden, pooled = backbone.encode(ids, mask, types, adapters=plan)
-        out = []
-        for seg, lg in zip(plan.segments, plan.heads(hidden, pooled)):
-            if seg.adapter is None:
-                continue
-            out.extend(lg.float().cpu())
+def logits(backbone, rows, row_adapters, group_min=None) -> list[torch.Tensor]:
+    """The service's run_rows for sequence-classification rows, with a given grouping threshold."""
+    out, _ = run_rows(backbone, rows, row_adapters, [False] * len(rows), group_min)
     return out
 
 
@@ -137,7 +126,7 @@ def run_prototypes(backbone, texts: list[str], spec: AdapterSpec, cfg, seconds: 
 
     def with_plan(group_min=service_min):
         def fn(item):
-            logits(backbone, item[0], item[1], _plan(item[1], group_min))
+            logits(backbone, item[0], item[1], group_min)
             sync()
 
         return fn
@@ -165,9 +154,9 @@ def run_prototypes(backbone, texts: list[str], spec: AdapterSpec, cfg, seconds: 
     tol = 1e-4 if backbone.dtype == torch.float32 else 3e-2
     max_diff = 0.0
     for batch in (uni[0], zpf[0]):
-        ref = logits(backbone, batch[0], batch[1], _plan(batch[1], NO_GROUPING))
+        ref = logits(backbone, batch[0], batch[1], NO_GROUPING)
         for group_min in (service_min, 1):
-            got = logits(backbone, batch[0], batch[1], _plan(batch[1], group_min))
+            got = logits(backbone, batch[0], batch[1], group_min)
             max_diff = max(max_diff, max(float((a - b).abs().max()) for a, b in zip(ref, got)))
     measured, (others, steal) = _interleaved(cases, seconds, rounds_multiple=window // bs)
     segs = {

@@ -32,11 +32,16 @@ def test_classify_matches_golden_logits_through_http(client):
 
 
 def test_top_k_and_multilabel_sigmoid(client):
-    r = client.post("/classify?adapter=multi", json={"inputs": ["a", "b c"], "top_k": 2})
+    """Multi-label scores are the sigmoid of the reference library's raw logits, best k first."""
+    exp = json.loads((GOLDEN / "ah_multilabel" / "expected.json").read_text())
+    r = client.post("/classify?adapter=multi", json={"inputs": exp["texts"], "top_k": 2})
     assert r.status_code == 200, r.text
-    for row in r.json():
-        assert len(row) == 2
-        assert all(0 <= x["score"] <= 1 for x in row)
+    assert len(r.json()) == len(exp["texts"])
+    for got, logits in zip(r.json(), exp["logits_batched"]):
+        want = torch.sigmoid(torch.tensor(logits))
+        top = torch.argsort(want, descending=True)[:2].tolist()
+        assert [x["label"] for x in got] == [exp["labels"][i] for i in top]
+        assert torch.allclose(torch.tensor([x["score"] for x in got]), want[top], atol=1e-5)
 
 
 def test_text_pairs(client):

@@ -1,28 +1,70 @@
+import json
+
 import pytest
+import torch
+from transformers import AutoTokenizer
+
+from ..conftest import GOLDEN, TINY
+
+GOLDEN_TAGGING = json.loads((GOLDEN / "ah_tagging" / "expected.json").read_text())
 
 
-def test_tag_none_gives_one_item_per_wordpiece(client):
-    text = "Angela Merkel visited Paris yesterday"
-    r = client.post("/tag?adapter=ner", json={"inputs": text, "aggregation": "none"})
+def _golden_pieces(i: int) -> list[tuple[str, str, float]]:
+    """(word piece, label, score) per non-special token of golden text i, from the reference library's logits."""
+    exp = GOLDEN_TAGGING
+    probs = torch.softmax(torch.tensor(exp["logits_batched"][i]), -1)[1:-1]  # [CLS] ... [SEP]
+    pieces = AutoTokenizer.from_pretrained(str(TINY)).convert_ids_to_tokens(exp["input_ids"][i][1:-1])
+    return [(tok, exp["labels"][int(p.argmax())], float(p.max())) for tok, p in zip(pieces, probs)]
+
+
+def test_tag_none_gives_the_reference_label_of_every_wordpiece(client):
+    texts = GOLDEN_TAGGING["texts"]
+    r = client.post("/tag?adapter=ner", json={"inputs": texts, "aggregation": "none"})
     assert r.status_code == 200, r.text
-    (tokens,) = r.json()
-    assert len(tokens) >= 5
-    for t in tokens:
-        assert text[t["start"] : t["end"]].lower().replace(" ", "") == t["token"].removeprefix("##")
-        assert t["label"] in {"B-PER", "I-PER", "B-LOC", "I-LOC", "O"}
-        assert 0 < t["score"] <= 1
+    for i, (text, tokens) in enumerate(zip(texts, r.json())):
+        want = _golden_pieces(i)
+        assert [(t["token"], t["label"]) for t in tokens] == [(tok, label) for tok, label, _ in want]
+        assert [t["score"] for t in tokens] == pytest.approx([s for _, _, s in want], abs=1e-5)
+        for t in tokens:
+            assert text[t["start"] : t["end"]].lower() == t["token"].removeprefix("##")
 
 
-def test_tag_simple_merges_spans(client):
-    texts = ["Angela Merkel visited Paris yesterday", "no entities here perhaps"]
+def _known_entities(i: int) -> list[tuple[str, str]]:
+    """(type, text) spans of golden text i: a word takes its first piece's label; B- opens a span, I- of the
+    same type extends it, O closes it."""
+    text = GOLDEN_TAGGING["texts"][i]
+    enc = AutoTokenizer.from_pretrained(str(TINY))(text, return_offsets_mapping=True)
+    assert enc["input_ids"] == GOLDEN_TAGGING["input_ids"][i]
+    labels = [label for _, label, _ in _golden_pieces(i)]
+    spans: list[list] = []  # [type, start, end]
+    last_word = None
+    for label, word, (start, end) in zip(labels, enc.word_ids()[1:-1], enc["offset_mapping"][1:-1]):
+        if word == last_word:
+            if spans and spans[-1] is not None:
+                spans[-1][2] = end
+            continue
+        last_word = word
+        prefix, _, kind = label.partition("-")
+        if prefix == "O":
+            spans.append(None)
+        elif prefix == "I" and spans and spans[-1] is not None and spans[-1][0] == kind:
+            spans[-1][2] = end
+        else:
+            spans.append([kind, start, end])
+    return [(kind, text[start:end]) for kind, start, end in filter(None, spans)]
+
+
+def test_tag_simple_gives_the_known_entities(client):
+    texts = GOLDEN_TAGGING["texts"]
     r = client.post("/tag?adapter=ner", json={"inputs": texts})
     assert r.status_code == 200, r.text
-    assert len(r.json()) == 2
-    for text, ents in zip(texts, r.json()):
+    assert len(r.json()) == len(texts)
+    known = [_known_entities(i) for i in range(len(texts))]
+    assert sum(map(len, known)) > 0  # the golden logits do tag something
+    for text, ents, want in zip(texts, r.json(), known):
+        assert [(e["label"], e["text"]) for e in ents] == want
         for e in ents:
-            assert e["text"] == text[e["start"] : e["end"]]
-            assert e["label"] in {"PER", "LOC"}
-            assert "B-" not in e["label"]
+            assert e["text"] == text[e["start"] : e["end"]] and 0 < e["score"] <= 1
 
 
 def test_tag_peft_token_classification(client):

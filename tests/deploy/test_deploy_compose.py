@@ -107,6 +107,7 @@ def test_adapterserve_service(compose):
 
 def test_compose_settings_are_service_settings(compose):
     from adapterserve import settings
+
     fields = {name.upper() for name in settings.Settings.model_fields}
     env = compose["services"]["adapterserve"]["environment"]
     keys = {k.removeprefix("ADAPTERSERVE_") for k in env if k.startswith("ADAPTERSERVE_")}

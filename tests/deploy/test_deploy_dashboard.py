@@ -142,8 +142,9 @@ def test_batch_size_heatmap(dashboard):
 
 def test_dashboard_metrics_exist_in_the_service_registry(dashboard):
     """Cross-check against the metrics the service really registers ."""
-    from adapterserve import metrics
     from prometheus_client import generate_latest
+
+    from adapterserve import metrics
 
     text = generate_latest(metrics.Metrics().registry).decode()
     exposed: set[str] = set()

@@ -202,6 +202,7 @@ def test_environment_offline_and_defaults(dockerfile):
 
 def test_environment_names_are_service_settings(dockerfile):
     from adapterserve import settings
+
     fields = {f.upper() for f in settings.Settings.model_fields}
     name, instructions = dockerfile
     env = env_of(stages(instructions)[-1])

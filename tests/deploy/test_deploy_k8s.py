@@ -480,6 +480,7 @@ def test_prometheus_adapter_rule_serves_the_hpa_metric(rendered):
 def test_configmap_keys_are_service_settings(rendered):
     """Every ADAPTERSERVE_* key set by deploy/ is a real setting (typos would be silently ignored)."""
     from adapterserve import settings
+
     fields = {name.upper() for name in settings.Settings.model_fields}
     for overlay in OVERLAYS:
         data = config(rendered[overlay])

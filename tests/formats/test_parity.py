@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from adapterserve.adapters.batch import AdapterBatch
-from adapterserve.adapters.heads import apply_head, head_input
-from adapterserve.engine.runner import pad
+from adapterserve.engine.runner import pad, run_rows
 from adapterserve.engine.tokenize import Encoded
 from adapterserve.errors import UnsupportedAdapter
 from adapterserve.formats import load_adapter
@@ -34,12 +33,8 @@ REFUSALS = [c for c in golden_cases() if golden(c)[1].get("expect_refusal")]
 
 
 def _logits(backbone, adapter, rows: list[Encoded], tagging: bool) -> list[torch.Tensor]:
-    ids, mask, types = pad(rows, backbone.tokenizer.pad_token_id or 0, backbone.device)
-    plan = AdapterBatch.from_row_adapters([adapter] * len(rows))
-    with torch.inference_mode():
-        hidden, pooled = backbone.encode(ids, mask, types, adapters=plan)
-        logits = apply_head(adapter.head, head_input(adapter.head, hidden, pooled))
-    return [logits[i, : len(r)] if tagging else logits[i] for i, r in enumerate(rows)]
+    out, _ = run_rows(backbone, rows, [adapter] * len(rows), [tagging] * len(rows))
+    return out
 
 
 def test_golden_fixtures_exist():

@@ -43,13 +43,19 @@ def pad(rows: list[Encoded], pad_id: int, device: torch.device):
 
 
 def run_rows(
-    backbone: Backbone, rows: list[Encoded], row_adapters: list[Adapter | None], tagging: list[bool]
+    backbone: Backbone,
+    rows: list[Encoded],
+    row_adapters: list[Adapter | None],
+    tagging: list[bool],
+    group_min: int | None = None,
 ) -> tuple[list[torch.Tensor], BatchStats]:
     """Per row: logits [L] (sequence heads), [T_i, L] (tagging heads) or an embedding [H] (no adapter).
 
-    `row_adapters` must already be grouped so equal adapters are contiguous.
+    `row_adapters` must already be grouped so equal adapters are contiguous. This is the one path from rows to
+    answers: tests, training's export check and the benchmarks call it too. `group_min` (benchmarks only)
+    overrides AdapterBatch's threshold for stacking segments.
     """
-    plan = AdapterBatch.from_row_adapters(row_adapters)
+    plan = AdapterBatch.from_row_adapters(row_adapters, group_min)
     pad_id = backbone.tokenizer.pad_token_id or 0
     ids, mask, types = pad(rows, pad_id, backbone.device)
     with torch.inference_mode():

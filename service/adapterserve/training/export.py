@@ -18,9 +18,9 @@ import torch
 from safetensors.torch import save_file
 
 from .. import tasks
-from ..adapters.batch import AdapterBatch
-from ..adapters.heads import apply_head, head_input
 from ..adapters.model import Adapter
+from ..engine.runner import run_rows
+from ..engine.tokenize import Encoded
 from ..formats import load_adapter
 from ..formats.sidecar import SIDECAR
 from .model import BOTTLENECK_PRESETS, Spec, lora_sites
@@ -199,17 +199,23 @@ def write_sidecar(folder: Path, adapter: Adapter, description: str) -> None:
     _dump(folder / SIDECAR, {"labels": list(adapter.labels), "task": adapter.task, "description": description})
 
 
-@torch.no_grad()
 def served_logits(backbone, adapter: Adapter, batch: dict) -> torch.Tensor:
-    batch = {k: v.to(backbone.device) for k, v in batch.items()}
-    B = batch["input_ids"].shape[0]
-    hidden, pooled = backbone.encode(
-        batch["input_ids"],
-        batch["attention_mask"],
-        batch["token_type_ids"],
-        adapters=AdapterBatch.from_row_adapters([adapter] * B),
-    )
-    return apply_head(adapter.head, head_input(adapter.head, hidden, pooled))
+    """The serving path (engine.runner.run_rows) on a right-padded batch: [B, L], or [B, T, L] for tagging
+    (zeros past each row's length)."""
+    lengths = batch["attention_mask"].sum(-1).tolist()
+    types = batch.get("token_type_ids")
+    rows = [
+        Encoded(batch["input_ids"][i, :n].tolist(), None if types is None else types[i, :n].tolist())
+        for i, n in enumerate(lengths)
+    ]
+    tagging = tasks.get(adapter.task).per_token
+    out, _ = run_rows(backbone, rows, [adapter] * len(rows), [tagging] * len(rows))
+    if not tagging:
+        return torch.stack(out)
+    padded = torch.zeros(len(rows), batch["input_ids"].shape[1], out[0].shape[-1])
+    for i, (n, logits) in enumerate(zip(lengths, out)):
+        padded[i, :n] = logits
+    return padded
 
 
 def self_check(folder: Path, backbone, trained: Adapter, batch: dict, tol: float = 1e-5) -> float:
