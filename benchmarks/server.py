@@ -1,4 +1,8 @@
-"""A server under test as a real subprocess: start, wait for readiness, scrape /metrics, read its memory."""
+"""A server under test as a real subprocess: start, wait for readiness, scrape /metrics, read its memory.
+
+The one server-process helper of the repository: the benchmarks and the end-to-end tests (tests/test_drain.py,
+tests/test_replicas_e2e.py) both start servers with it. Output goes to a log file, never to a pipe nobody reads.
+"""
 
 from __future__ import annotations
 
@@ -159,24 +163,38 @@ class ServerProcess:
         return cpu_seconds(self.pid)
 
     def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout`; the exit status (None if it never started)."""
         if self.sampler is not None:
             self.sampler.stop()
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
         self._log.close()
         return self.proc.returncode
 
     def __enter__(self) -> ServerProcess:
+        """`with server.start():` starts it first; `with server:` only guarantees the stop."""
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def adapterserve_process(
+    store: str | Path, backbone: str, log_path: Path, device: str = "cpu", name: str = "adapterserve", **settings
+) -> ServerProcess:
+    """`python -m adapterserve serve` on a free loopback port; each keyword becomes an ADAPTERSERVE_<NAME>
+    environment variable (log level WARNING unless given)."""
+    port = free_port()
+    env = {"ADAPTERSERVE_LOG_LEVEL": "WARNING", **{f"ADAPTERSERVE_{k.upper()}": str(v) for k, v in settings.items()}}
+    args = ["-m", "adapterserve", "serve", "--port", str(port), "--store", str(store), "--backbone", backbone]
+    return ServerProcess([*args, "--device", device], env, port, log_path, name=name)
 
 
 # ---- Prometheus text parsing ----------------------------------------------------------------------------

@@ -4,15 +4,13 @@ the store talks HTTP to it exactly as it would to MinIO or AWS, and tests can st
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
+import tempfile
 import uuid
+from pathlib import Path
 
-import httpx
 import pytest
 
-from .serverproc import free_port
+from benchmarks.server import ServerProcess, free_port
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -24,33 +22,20 @@ AWS_ENV = {
 
 
 class MotoServer:
-    def __init__(self):
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
+    """moto.server as a benchmarks.server.ServerProcess (one server-process helper for the repository)."""
 
-    def start(self, timeout: float = 30) -> MotoServer:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("moto server exited at start")
-            try:
-                httpx.get(self.endpoint + "/moto-api/", timeout=1)
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("moto server did not start")
+    def __init__(self):
+        port = free_port()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        log = Path(tempfile.gettempdir()) / f"adapterserve-moto-{port}.log"
+        self.process = ServerProcess(["-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], {}, port, log, "moto")
+
+    def start(self, timeout: float = 60) -> MotoServer:
+        self.process.start(timeout, ready_path="/moto-api/")
+        return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        self.process.stop(timeout=5)
 
     def env(self) -> dict[str, str]:
         return {**AWS_ENV, "AWS_ENDPOINT_URL": self.endpoint}

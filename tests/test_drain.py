@@ -9,17 +9,20 @@ import time
 import httpx
 import pytest
 
+from benchmarks.server import adapterserve_process
+
 from .api.conftest import publish_golden
 from .conftest import TINY
-from .serverproc import ServerProcess
 
 
 @pytest.mark.slow
 def test_sigterm_under_load_loses_no_accepted_request(tmp_path):
     store = str(tmp_path / "store")
     publish_golden(store)
-    server = ServerProcess(store, str(TINY), drain_timeout_s=60, max_batch_size=4, warmup="false")
-    with server:
+    server = adapterserve_process(
+        store, str(TINY), tmp_path / "server.log", drain_timeout_s=60, max_batch_size=4, warmup="false"
+    )
+    with server.start(timeout=200):
 
         async def load():
             async with httpx.AsyncClient(
@@ -47,6 +50,6 @@ def test_sigterm_under_load_loses_no_accepted_request(tmp_path):
         assert ready in (503, "refused")  # not ready any more
         codes = [r.status_code if isinstance(r, httpx.Response) else repr(r) for r in results]
         rc = server.proc.wait(30)
-        out = server.proc.stdout.read().decode()[-3000:]
+        out = server.tail(60)
         assert codes == [200] * len(results), (codes, out)
         assert rc in (0, -signal.SIGTERM), out  # uvicorn re-raises the signal once it has shut down

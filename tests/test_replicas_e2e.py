@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from adapterserve.store import open_store
+from benchmarks.server import ServerProcess, adapterserve_process, free_port
 
 from .api.conftest import TOKEN, golden_files
 from .conftest import GOLDEN, TINY
-from .serverproc import ServerProcess, free_port
 
 POLL_S = 2.0
 BOUND_S = POLL_S + 3.0  # the bound, plus slack for three busy processes on a 2-core test machine
@@ -34,16 +34,16 @@ async def converge(client: httpx.AsyncClient, name: str, predicate) -> float:
 
 
 @pytest.mark.slow
-def test_two_server_processes_converge_through_s3_under_load(s3_url):
+def test_two_server_processes_converge_through_s3_under_load(s3_url, tmp_path):
     store = open_store(s3_url)
     for name, case in {"sentiment": "ah_seq_bn", "multi": "ah_multilabel", "pairs": "ah_text_pair"}.items():
         store.publish(name, GOLDEN / case / "adapter")
     common = dict(admin_token=TOKEN, store_poll_s=POLL_S, warmup="false", log_json="false")
-    a = ServerProcess(s3_url, str(TINY), **common)
-    b = ServerProcess(s3_url, str(TINY), admin_port=free_port(), **common)
+    a = adapterserve_process(s3_url, str(TINY), tmp_path / "a.log", name="a", **common)
+    b = adapterserve_process(s3_url, str(TINY), tmp_path / "b.log", name="b", admin_port=free_port(), **common)
     try:
         with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda p: p.start(timeout=90), [a, b]))
+            list(pool.map(lambda p: p.start(timeout=150), [a, b]))
         asyncio.run(_scenario(a, b))
     finally:
         a.stop()

@@ -13,9 +13,9 @@ import pytest
 from adapterserve.errors import AdapterNotFound, StoreUnavailable
 from adapterserve.store import open_store
 from adapterserve.store.s3 import S3Store
+from benchmarks.server import free_port
 
 from ..conftest import GOLDEN
-from ..serverproc import free_port
 
 SRC = GOLDEN / "ah_seq_bn" / "adapter"
 SRC2 = GOLDEN / "ah_double_seq_bn" / "adapter"
