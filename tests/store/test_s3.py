@@ -17,6 +17,8 @@ from benchmarks.server import free_port
 
 from ..conftest import GOLDEN
 
+pytestmark = pytest.mark.s3  # a loopback S3 API (moto) in a subprocess
+
 SRC = GOLDEN / "ah_seq_bn" / "adapter"
 SRC2 = GOLDEN / "ah_double_seq_bn" / "adapter"
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Logits of an exported adapter folder computed by the REFERENCE library (not imported by any test).
 
-Runs inside a side virtual environment that has the library:
-    /tmp/venv-ah/bin/python   tests/training/reference_check.py --lib adapters REQUEST.json   (adapters 1.3.0)
-    /tmp/venv-peft/bin/python tests/training/reference_check.py --lib peft REQUEST.json       (PEFT)
+Runs inside a side virtual environment of tests/fixtures/ref_envs.sh that has the library:
+    $(tests/fixtures/ref_envs.sh adapters) tests/training/reference_check.py --lib adapters REQUEST.json
+    $(tests/fixtures/ref_envs.sh peft)     tests/training/reference_check.py --lib peft REQUEST.json
 REQUEST.json: {"folder", "backbone", "task", "num_labels", "texts": [...]} (tagging: "words": [[...], ...]).
 Prints {"logits": [...]} (per text: [num_labels], or [T, num_labels] for tagging) on stdout.
-tests/training/test_reference_libraries.py drives it when those environments exist.
+tests/training/test_reference_libraries.py drives it (and builds the environments when missing).
 """
 
 from __future__ import annotations

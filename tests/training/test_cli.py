@@ -36,6 +36,7 @@ def test_train_writes_a_servable_folder_and_eval_json(train_cli, data_dir, tmp_p
         assert report["data"]["train"]["lines_with_bad_bytes"] == 12
 
 
+@pytest.mark.slow  # trains for several epochs
 def test_training_learns_an_easy_task(train_cli, data_dir, tmp_path):
     rc, report = train_cli(
         [
@@ -57,6 +58,7 @@ def test_training_learns_an_easy_task(train_cli, data_dir, tmp_path):
     assert report["validation"]["accuracy"] >= 0.75, report["training"]["history"]
 
 
+@pytest.mark.slow  # trains for several epochs
 def test_early_stopping_triggers_and_keeps_the_best(train_cli, data_dir, tmp_path):
     # lr 0: validation macro-F1 never improves after the first evaluation -> stop after `patience` more
     rc, report = train_cli(
