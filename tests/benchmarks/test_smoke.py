@@ -14,7 +14,7 @@ from benchmarks.adapters import AdapterSpec, adapter_names, build_store, write_a
 from benchmarks.corpus import load_texts, long_texts
 from benchmarks.report import render, summary_table, targets
 from benchmarks.run import Config, batch_stats, cold_spec, phase_record
-from benchmarks.server import Histogram, ServerProcess, free_port, histogram, parse_metrics, proc_status
+from benchmarks.server import Histogram, adapterserve_process, free_port, histogram, parse_metrics, proc_status
 
 from ..conftest import TINY
 
@@ -262,25 +262,7 @@ def test_report_renders_from_a_minimal_result():
 def test_real_server_subprocess_and_metrics(tmp_path):
     """The harness's ServerProcess: a real `adapterserve.cli serve`, a short closed loop, memory and /metrics."""
     build_store(tmp_path / "store", adapter_names(2), AdapterSpec(32, 2))
-    port = free_port()
-    server = ServerProcess(
-        [
-            "-m",
-            "adapterserve",
-            "serve",
-            "--port",
-            str(port),
-            "--store",
-            str(tmp_path / "store"),
-            "--backbone",
-            str(TINY),
-            "--device",
-            "cpu",
-        ],
-        {"ADAPTERSERVE_LOG_LEVEL": "WARNING", "ADAPTERSERVE_BATCHING": "per_adapter"},
-        port,
-        tmp_path / "server.log",
-    )
+    server = adapterserve_process(tmp_path / "store", str(TINY), tmp_path / "server.log", batching="per_adapter")
     with server.start(timeout=120):
         texts, _ = load_texts(32)
         reqs = L.make_requests(texts, adapter_names(2), "zipf", 100)
