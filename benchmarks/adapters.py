@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from adapterserve.training.export import write_adapterhub
-from adapterserve.training.model import Spec, build_adapter
+from adapterserve.training.kinds import build_adapter
+from adapterserve.training.model import Spec
 
 LABELS = ["negative", "neutral", "positive"]
 
