@@ -3,11 +3,14 @@ request counted, failures named), and writes its section into a doc. No timing i
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.soak import MARK_END, MARK_START, render, soak, write_section
 
 from ..conftest import TINY
 
 
+@pytest.mark.slow  # a real server process under 20 s of traffic
 def test_short_soak_has_no_failed_request_and_writes_its_section(tmp_path):
     result = soak(20 / 60, str(TINY), n_adapters=4, clients=2, change_every_s=1.0, workdir=tmp_path)
     assert result.requests > 0 and result.statuses[200] > 0
