@@ -30,7 +30,7 @@ lint: $(STAMP)
 test: lint
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider --durations=15
 
-# The unit tests (well under a minute of CPU): no server processes, S3 server, MiniLM or reference libraries.
+# The unit tests (under a minute of CPU): no server processes, S3 server, MiniLM or reference libraries.
 FAST := not slow and not s3 and not minilm and not reference
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider -m "$(FAST)"
