@@ -52,6 +52,7 @@ def test_tooling_variables_do_not_stop_the_service(monkeypatch):
     assert load_settings().log_level == "INFO"
 
 
+@pytest.mark.slow  # a real `python -m adapterserve serve` process
 def test_serve_exits_with_the_message_before_starting(tmp_path):
     env = {"ADAPTERSERVE_MAX_BATCH_TOKENZ": "5", "PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)}
     r = subprocess.run(
