@@ -31,7 +31,7 @@ from .errors import AdapterNotFound
 from .events import AdapterLoaded, CacheEvent, CacheHit, CacheMiss, Evicted
 from .formats.registry import BackboneShape, load_adapter
 from .snapshot import Snapshot
-from .store.base import AdapterStore, VersionInfo, validate_name
+from .store.base import AdapterStore, VersionInfo, not_found, validate_name
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ class Lifecycle:
         validate_name(name)
         info = self.store.current(name)
         if info is None:
-            raise AdapterNotFound(f"adapter {name!r} not found; available: {self.store.names()}", name=name)
+            raise not_found(self.store, name)
         try:
             return info, load_adapter(self.store.fetch(name, info.version), self.shape)
         except FileNotFoundError:  # deleted (or pruned) while we read it: for this request it is gone

@@ -77,10 +77,14 @@ def test_not_json_is_422(client):
     assert r.status_code == 422
 
 
-def test_unknown_adapter_is_404_naming_the_available_ones(client):
+def test_unknown_adapter_is_404_naming_the_closest_ones_not_the_whole_store(client):
+    r = client.post("/classify?adapter=sentimnt", json={"inputs": "x"})
+    assert r.status_code == 404
+    assert "did you mean 'sentiment'" in r.json()["message"], r.text
     r = client.post("/classify?adapter=nope", json={"inputs": "x"})
     assert r.status_code == 404
-    assert "sentiment" in r.json()["message"]
+    message = r.json()["message"]
+    assert "6 adapters in the store" in message and "lora-ner" not in message and "sentiment" not in message
 
 
 @pytest.mark.parametrize("name", ["../etc", "UPPER", ".hidden", "a/b", "a..b", ""])

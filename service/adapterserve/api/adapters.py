@@ -1,23 +1,30 @@
-"""GET /adapters and GET /adapters/{name}: what can be served, and where it lives now."""
+"""GET /adapters and GET /adapters/{name}: what can be served, and where it lives now.
+
+Resident adapters are described from memory. The others are described from their config files and
+safetensors headers when their folder is on local disk (never by loading tensors, and never downloading
+from a remote store); otherwise from the store's metadata alone. Nothing is remembered between requests,
+and an adapter that cannot be described is listed with a warning saying why instead of failing the list.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import APIRouter, Depends
 
-from ..errors import AdapterNotFound, AdapterServeError
-from ..formats.registry import load_adapter
+from ..errors import AdapterNotFound, AdapterServeError, Unavailable
+from ..formats.describe import describe_folder
 from ..state import AppState
-from ..store import validate_name
+from ..store import VersionInfo, not_found, validate_name
 from .deps import get_state
 from .schemas import AdapterInfo, AdapterList
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["adapters"])
-_described: dict[tuple[str, str, str], dict] = {}  # (store url, name, version) -> metadata, tensors dropped
 
 
-def _describe(adapter) -> dict:
+def _meta(adapter) -> dict:
     return dict(
         kind=adapter.kind,
         task=adapter.task,
@@ -32,40 +39,50 @@ def _describe(adapter) -> dict:
 def _describe_sync(state: AppState, name: str) -> AdapterInfo:
     info = state.store.current(name)
     if info is None:
-        raise AdapterNotFound(f"adapter {name!r} not found; available: {state.store.names()}", name=name)
+        raise not_found(state.store, name)
     loaded = state.lifecycle.peek(name)
     if loaded is not None and loaded.version == info.version:
-        meta = _describe(loaded.adapter)
+        meta = _meta(loaded.adapter)
     else:
-        key = (state.store.url, name, info.version)
-        meta = _described.get(key)
-        if meta is None:
-            try:
-                meta = _describe(load_adapter(state.store.fetch(name, info.version), state.backbone.shape))
-            except AdapterServeError as e:
-                meta = dict(warnings=[f"cannot be served: {e.message}"])
-            _described[key] = meta
+        folder = state.store.local_copy(name, info.version)
+        meta = describe_folder(folder) if folder is not None else {}
+    return _info(state, name, info, **meta)
+
+
+def _info(state: AppState, name: str, info: VersionInfo | None, **meta) -> AdapterInfo:
     return AdapterInfo(
         name=name,
-        version=info.version,
-        sha256=info.sha256,
-        created=info.created,
+        version=info.version if info else None,
+        sha256=info.sha256 if info else None,
+        created=info.created if info else None,
+        stored_bytes=info.size if info else None,
         residency=state.lifecycle.residency(name),
         pinned=name in state.lifecycle.pins,
         **meta,
     )
 
 
+def _listed(state: AppState, name: str) -> AdapterInfo | None:
+    """One entry of the listing; whatever is wrong with this adapter stays in its entry."""
+    try:
+        return _describe_sync(state, name)
+    except AdapterNotFound:  # deleted while we listed
+        return None
+    except Unavailable:  # the store itself, not this adapter: the whole listing answers 503
+        raise
+    except AdapterServeError as e:
+        return _info(state, name, None, warnings=[f"cannot be described: {e.message}"])
+    except Exception as e:  # e.g. unreadable store metadata for this one name
+        log.warning("describing adapter %s failed: %s: %s", name, type(e).__name__, e)
+        return _info(
+            state, name, None, warnings=[f"cannot be described: its store metadata is unreadable ({type(e).__name__})"]
+        )
+
+
 @router.get("/adapters", response_model=AdapterList, summary="All adapters in the store")
 async def list_adapters(state: AppState = Depends(get_state)):
     def work():
-        out = []
-        for name in state.store.names():
-            try:
-                out.append(_describe_sync(state, name))
-            except AdapterNotFound:  # deleted while we listed
-                continue
-        return out
+        return [entry for name in state.store.names() if (entry := _listed(state, name)) is not None]
 
     return AdapterList(adapters=await asyncio.to_thread(work))
 

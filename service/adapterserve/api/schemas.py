@@ -109,7 +109,8 @@ class AdapterInfo(BaseModel):
     task: str | None = None
     labels: list[str] | None = None
     parameters: int | None = None
-    bytes: int | None = None
+    bytes: int | None = Field(None, description="host memory once loaded (float32), from the weights' headers")
+    stored_bytes: int | None = Field(None, description="size of the version's files in the store")
     format: str | None = None
     residency: Literal["device", "host", "store"]
     pinned: bool = False

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..adapters.model import Adapter
-from ..errors import InvalidAdapter
+from ..errors import AdapterServeError, InvalidAdapter
 from . import adapterhub, peft
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,8 @@ class AdapterFormat:
     name: str
     detect: Callable[[Path], bool]
     load: Callable[[Path, BackboneShape], Adapter]
+    # kind, task, labels from the config files alone (checked as load checks them, no tensors): the listing
+    describe: Callable[[Path], dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,15 @@ class BackboneShape:
 
 
 FORMATS: list[AdapterFormat] = [
-    AdapterFormat("peft", peft.detect, lambda f, b: peft.load(f, b.hidden_size, b.num_layers, b.linear_shapes)),
-    AdapterFormat("adapterhub", adapterhub.detect, lambda f, b: adapterhub.load(f, b.hidden_size, b.num_layers)),
+    AdapterFormat(
+        "peft", peft.detect, lambda f, b: peft.load(f, b.hidden_size, b.num_layers, b.linear_shapes), peft.describe
+    ),
+    AdapterFormat(
+        "adapterhub",
+        adapterhub.detect,
+        lambda f, b: adapterhub.load(f, b.hidden_size, b.num_layers),
+        adapterhub.describe,
+    ),
 ]
 
 
@@ -62,8 +74,21 @@ def detect_format(folder: Path) -> AdapterFormat:
 
 
 def load_adapter(folder: Path, backbone: BackboneShape) -> Adapter:
-    """Read, validate against the backbone, and return the canonical adapter (host memory, float32)."""
-    adapter = detect_format(folder).load(folder, backbone)
+    """Read, validate against the backbone, and return the canonical adapter (host memory, float32).
+
+    Raises only the service's own errors (InvalidAdapter for anything wrong with the folder), and
+    FileNotFoundError when the folder vanishes while read (the cache's signal of a concurrent delete)."""
+    try:
+        adapter = detect_format(folder).load(folder, backbone)
+    except (AdapterServeError, FileNotFoundError, MemoryError):
+        raise
+    except Exception as e:
+        # Every check is meant to be explicit (the fuzz test asserts none reaches here); if one is missing,
+        # the uploader still gets a 422 with the reason instead of a 500, and the log names the gap.
+        log.exception("adapter loader raised %s instead of InvalidAdapter for %s", type(e).__name__, folder)
+        raise InvalidAdapter(
+            f"the adapter folder could not be read ({type(e).__name__}: {str(e)[:300]})", unexpected=True
+        ) from None
     if adapter.head.pooling == "pooler" and not backbone.has_pooler:
         raise InvalidAdapter(
             "this adapter's head uses the pooler, but the backbone checkpoint has no pooler "

@@ -8,12 +8,13 @@ from pathlib import Path
 import torch
 
 from ..errors import InvalidAdapter
+from .header import read_header
 
 
 def read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad UTF-8, bad JSON, 4300+ digit ints
         raise InvalidAdapter(f"{path.name} is not valid JSON: {e}", file=path.name) from None
     if not isinstance(data, dict):
         raise InvalidAdapter(f"{path.name} must hold a JSON object", file=path.name)
@@ -26,6 +27,7 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     if name.endswith(".safetensors"):
         from safetensors.torch import load_file
 
+        read_header(path)  # sizes, dtypes and offsets checked before any data is read
         try:
             tensors = load_file(str(path), device="cpu")
         except Exception as e:  # safetensors raises several types for corrupt/truncated files

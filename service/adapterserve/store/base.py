@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import InvalidName
+from ..errors import AdapterNotFound, AdapterServeError, InvalidName
+
+SUGGESTIONS = 5  # how many close names an unknown-adapter error offers
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -87,6 +90,11 @@ class AdapterStore(ABC):
     @abstractmethod
     def delete(self, name: str) -> None: ...
 
+    def local_copy(self, name: str, version: str) -> Path | None:
+        """That version's folder if it is on local disk already (no download), else None: for cheap reads
+        such as the listing's, which must never pull a whole store over the network."""
+        return None
+
     def manifest(self) -> dict[str, str]:
         """name -> current version, for replicas to poll cheaply (backends may override with one read)."""
         out = {}
@@ -100,3 +108,18 @@ class AdapterStore(ABC):
         """Like manifest(), but from the authoritative per-name pointers, repairing any index the backend
         keeps. Replicas call it now and then, so a stale index can only delay convergence, never stall it."""
         return self.manifest()
+
+
+def not_found(store: AdapterStore, name: str) -> AdapterNotFound:
+    """The error for an unknown name: the few closest names in the store, not the whole store."""
+    try:
+        names = store.names()  # a directory listing, or S3's manifest (a conditional GET)
+    except AdapterServeError:
+        names = []
+    close = difflib.get_close_matches(name, names, n=SUGGESTIONS, cutoff=0.6)
+    hint = f"; did you mean {', '.join(repr(n) for n in close)}?" if close else ""
+    return AdapterNotFound(
+        f"adapter {name!r} not found{hint} ({len(names)} adapters in the store; GET /adapters lists them)",
+        name=name,
+        suggestions=close,
+    )

@@ -103,6 +103,12 @@ class LocalStore(AdapterStore):
             raise AdapterNotFound(f"adapter {name!r} has no version {version!r}", name=name, version=version)
         return folder
 
+    def local_copy(self, name: str, version: str) -> Path | None:
+        try:
+            return self.fetch(name, version)
+        except AdapterNotFound:
+            return None
+
     def publish(self, name: str, folder: Path) -> VersionInfo:
         d = self._dir(name)
         if self._is_plain(d):

@@ -148,6 +148,10 @@ class S3Store(ManifestIndex, AdapterStore):
             pass
         return self._download(name, version, self._info(name, version).sha256)
 
+    def local_copy(self, name: str, version: str) -> Path | None:
+        local = self.cache_root / validate_name(name) / validate_version(version)
+        return local if local.is_dir() else None  # complete when present: copies are renamed into place
+
     def _download(self, name: str, version: str, sha256: str) -> Path:
         local = self.cache_root / name / version
         local.parent.mkdir(parents=True, exist_ok=True)
