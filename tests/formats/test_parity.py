@@ -88,7 +88,9 @@ def test_headless_adapter_is_refused_but_its_hidden_states_match(case):
     settings = adapterhub.read_adapter_config(read_json(folder / "adapter_config.json"))
     bc = settings.forward
     shape = backbone.shape
-    sites = adapterhub._sites(load_tensors(folder / "adapter.safetensors"), settings, shape.hidden_size, shape.num_layers)
+    sites = adapterhub._sites(
+        load_tensors(folder / "adapter.safetensors"), settings, shape.hidden_size, shape.num_layers
+    )
     dummy = Head("classification", "cls", [(torch.zeros(1, shape.hidden_size), None)], None, ["x"])
     adapter = Adapter("bottleneck", dummy, shape.hidden_size, bc, sites)
     rows = [Encoded(ids, None) for ids in exp["input_ids"]]

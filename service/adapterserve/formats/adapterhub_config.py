@@ -41,6 +41,26 @@ STATIC_HEADS = {
     ),
     "XLMRobertaForTokenClassification": ("tagging", "tokens", None, ["classifier"]),
 }
+# BnConfig fields that do not change the forward pass of what we serve, with the types adapters declares.
+BN_DECLARED = {
+    "init_weights": "str",
+    "init_weights_seed": "int?",
+    "inv_adapter_reduction_factor": "number?",
+    "phm_dim": "int",
+    "factorized_phm_W": "bool?",
+    "shared_W_phm": "bool?",
+    "shared_phm_rule": "bool?",
+    "factorized_phm_rule": "bool?",
+    "phm_c_init": "str?",
+    "phm_init_range": "number?",
+    "learn_phm": "bool?",
+    "hypercomplex_nonlinearity": "str?",
+    "phm_rank": "int?",
+    "phm_bias": "bool?",
+    "stochastic_depth": "number?",
+}
+# Top-level keys save_adapter writes beside "config" (descriptive only).
+TOP_DECLARED = {"name": "str?", "model_name": "str?", "model_type": "str?", "model_class": "str?", "version": "str?"}
 HEAD_TYPES = {"classification": "classification", "multilabel_classification": "multilabel", "tagging": "tagging"}
 
 
@@ -70,8 +90,8 @@ class BottleneckSettings:
 def read_adapter_config(data: dict) -> BottleneckSettings:
     top = Fields(data, CONFIG)
     top.int("hidden_size", None, min=1, nullable=True)
+    top.declared(TOP_DECLARED)
     legacy = not top.has("version")
-    top.str("version", None, nullable=True)
     raw = data.get("config")
     if isinstance(raw, str):
         if raw not in PRESETS:
@@ -99,6 +119,7 @@ def read_adapter_config(data: dict) -> BottleneckSettings:
             f"{CONFIG}: config.invertible_adapter is not supported", key="config.invertible_adapter"
         )
     f.number("dropout", 0.0, min=0.0, max=1.0)
+    f.declared(BN_DECLARED)
 
     act = f.str("non_linearity", nonempty=True).lower()
     if legacy:
@@ -185,6 +206,7 @@ def _activation(f: Fields, key: str) -> str | None:
 def read_head_config(data: dict) -> HeadSettings:
     top = Fields(data, HEAD_CONFIG)
     top.int("hidden_size", None, min=1, nullable=True)
+    top.declared(TOP_DECLARED)
     if data.get("config") is None:
         model_class = top.str("model_class", None, nullable=True)
         if model_class not in STATIC_HEADS:

@@ -155,6 +155,15 @@ class Fields:
         present, value = self._get(key, default, False)
         return Fields(value if present else {}, self.source, f"{self.name(key)}.")
 
+    def declared(self, types: dict[str, str]) -> None:
+        """Type-check keys the forward pass does not use against the library's declared types, so a file the
+        library did not write is caught: {"phm_dim": "int", "phm_c_init": "str?"} ('?': null allowed).
+        Types: bool, int, number, str, list, object. Absent keys are fine (the library has defaults)."""
+        for key, kind in types.items():
+            nullable = kind.endswith("?")
+            check = _DECLARED[kind.rstrip("?")]
+            check(self, key, None, nullable=nullable)
+
     # ---- item checkers for list() / dict() ---------------------------------------------------------
     def an_int(self, *, min: int | None = None, max: int | None = None) -> Callable[[str, Any], int]:
         def check(key: str, value: Any) -> int:
@@ -195,6 +204,16 @@ class Fields:
         for pattern in out:
             self.a_regex(f"{key}[{pattern!r}]", pattern, template)
         return out
+
+
+_DECLARED: dict[str, Callable[..., Any]] = {
+    "bool": Fields.bool,
+    "int": Fields.int,
+    "number": Fields.number,
+    "str": Fields.str,
+    "list": lambda f, key, default, nullable: f.list(key, default, lambda k, v: v, nullable=nullable),
+    "object": lambda f, key, default, nullable: f.dict(key, default, lambda k, v: v, nullable=nullable),
+}
 
 
 def compile_regex(pattern: str, fail: Callable[[str], Exception]) -> re.Pattern:

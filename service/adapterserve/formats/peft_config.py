@@ -16,9 +16,15 @@ from .fields import Fields
 
 CONFIG = "adapter_config.json"
 TASKS = {"SEQ_CLS": "classification", "TOKEN_CLS": "tagging"}
-# LoRA variants whose forward differs from plain LoRA: refuse rather than serve wrong logits.
+# LoRA variants whose forward differs from plain LoRA (LoraConfig fields PEFT marks is_lora_variant, and
+# others that change what is computed): refuse rather than serve wrong logits.
 VARIANTS = [
     "use_dora",
+    "velora_config",
+    "monteclora_config",
+    "use_bdlora",
+    "arrow_config",
+    "kasa_config",
     "lora_bias",
     "use_qalora",
     "layer_replication",
@@ -36,6 +42,21 @@ ALL_LINEAR = ["query", "key", "value", "dense"]
 PATTERN_TEMPLATE = r"(.*\.)?({})$"  # rank_pattern / alpha_pattern keys (get_pattern_key)
 SAVE_TEMPLATE = r"(^|.*\.){}($|\..*)"  # modules_to_save entries
 LAYERS_TEMPLATE = r"(?:^|.*?\.){}\.(?P<idx>\d+)\."  # layers_pattern entries
+
+# LoraConfig fields that do not change the forward pass of what we serve, with the types PEFT declares.
+DECLARED = {
+    "peft_version": "str?",
+    "revision": "str?",
+    "auto_mapping": "object?",
+    "inference_mode": "bool?",
+    "megatron_core": "str?",
+    "megatron_config": "object?",
+    "loftq_config": "object?",
+    "qalora_group_size": "int?",
+    "ensure_weight_tying": "bool?",
+    "eva_config": "object?",
+    "corda_config": "object?",
+}
 
 
 @dataclass(frozen=True)
@@ -154,7 +175,15 @@ def read_lora_config(data: dict) -> LoraSettings:
     for m in modules_to_save or []:
         f.a_regex("modules_to_save", m, SAVE_TEMPLATE)
     f.number("lora_dropout", 0.0, max=1.0)  # nn.Dropout(p) refuses p > 1
-    f.bool("inference_mode", True, nullable=True)
+    f.declared(DECLARED)
+    init = f.raw("init_lora_weights", True)
+    if not isinstance(init, (bool, str)):
+        raise f.fail("init_lora_weights", "must be true, false or the name of an initialisation", init)
+    if isinstance(init, str) and init.startswith("mica"):  # a LoRA variant selected by its initialisation
+        raise UnsupportedAdapter(
+            f"{CONFIG}: init_lora_weights={init!r} is a LoRA variant adapterserve does not serve",
+            key="init_lora_weights",
+        )
     return LoraSettings(
         task=TASKS[task_type],
         r=r,

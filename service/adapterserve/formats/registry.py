@@ -10,6 +10,7 @@ from pathlib import Path
 from ..adapters.model import Adapter
 from ..errors import AdapterServeError, InvalidAdapter
 from . import adapterhub, peft
+from .weights import read_json
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,12 @@ def detect_format(folder: Path) -> AdapterFormat:
     for fmt in FORMATS:
         if fmt.detect(folder):
             return fmt
+    if (folder / "adapter_config.json").is_file():
+        read_json(folder / "adapter_config.json")  # not JSON, not an object: say that
+        raise InvalidAdapter(
+            "adapter_config.json is neither AdapterHub's (a 'config' key) nor PEFT's (a 'peft_type' key)",
+            file="adapter_config.json",
+        )
     present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     raise InvalidAdapter(
         "not an adapter folder: expected adapter_config.json from AdapterHub `adapters` or PEFT "
