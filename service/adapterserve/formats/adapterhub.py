@@ -160,8 +160,14 @@ def _head(folder: Path, hidden: int, sidecar: dict) -> Head:
         if wk not in remaining:
             raise InvalidAdapter(f"head weights lack {wk!r} ({HEAD_CONFIG} declares {len(layer_keys)} layers)", key=wk)
         w, b = remaining.pop(wk), remaining.pop(bk, None)
-        if w.dim() != 2 or w.shape[1] != hidden or (i < len(layer_keys) - 1 and w.shape[0] != hidden):
-            raise InvalidAdapter(f"head weight {wk!r} has shape {tuple(w.shape)}, expected [*, {hidden}]", key=wk)
+        inner = i < len(layer_keys) - 1
+        if w.dim() != 2 or w.shape[1] != hidden or (inner and w.shape[0] != hidden):
+            expected = f"({hidden}, {hidden})" if inner else f"(num_labels, {hidden})"
+            raise InvalidAdapter(
+                f"head weight {wk!r} has shape {tuple(w.shape)}, expected {expected} for layer {i + 1} of the "
+                f"{len(layer_keys)} that {HEAD_CONFIG} declares (config.layers)",
+                key=wk,
+            )
         if b is None and hs.bias:
             raise InvalidAdapter(f"head weights lack {bk!r} ({HEAD_CONFIG} says bias=true)", key=bk)
         if b is not None and tuple(b.shape) != (w.shape[0],):
