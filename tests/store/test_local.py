@@ -67,3 +67,14 @@ def test_published_files_are_world_readable(tmp_path):
     root = tmp_path / "store" / "x"
     for p in [root / "current", root / "versions" / f"{info.version}.json", *s.fetch("x", info.version).iterdir()]:
         assert stat.S_IMODE(os.stat(p).st_mode) & 0o044 == 0o044, p
+
+
+def test_local_copy_is_the_version_folder(tmp_path):
+    from adapterserve.store import open_store
+
+    from ..conftest import GOLDEN
+
+    s = open_store(str(tmp_path / "store"))
+    info = s.publish("x", GOLDEN / "ah_seq_bn" / "adapter")
+    assert s.local_copy("x", info.version) == s.fetch("x", info.version)
+    assert s.local_copy("x", "0123456789abcdef") is None

@@ -166,3 +166,13 @@ def test_delete_is_committed_by_the_pointer(s3_url):
     assert left == [] and s.manifest() == {}
     with pytest.raises(AdapterNotFound):
         s.fetch("x", "0" * 16)
+
+
+def test_local_copy_is_only_what_is_already_downloaded(s3_url, tmp_path):
+    open_store(s3_url).publish("x", SRC)
+    s = open_store(s3_url, cache_dir=str(tmp_path / "cache"))
+    version = s.current("x").version
+    calls = spy(s)
+    assert s.local_copy("x", version) is None and calls == []  # the listing's read: no request, no download
+    folder = s.fetch("x", version)
+    assert s.local_copy("x", version) == folder and (folder / "adapter_config.json").is_file()

@@ -220,9 +220,10 @@ def load(folder: Path, hidden_size: int, num_layers: int) -> Adapter:
 def describe(folder: Path) -> dict:
     """What the listing shows, from the config files alone (validated as load() does; no tensors)."""
     read_adapter_config(read_json(folder / CONFIG))
-    meta: dict = {"kind": "bottleneck"}
-    if (folder / HEAD_CONFIG).is_file():
-        hs = read_head_config(read_json(folder / HEAD_CONFIG))
-        sidecar = read_sidecar(folder)
-        meta.update(task=sidecar.get("task") or hs.task, labels=sidecar.get("labels") or hs.labels)
-    return meta
+    if first_existing(folder, ADAPTER_WEIGHTS) is None:
+        raise InvalidAdapter(f"the folder has no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
+    if not (folder / HEAD_CONFIG).is_file() or first_existing(folder, HEAD_WEIGHTS) is None:
+        raise InvalidAdapter("the folder has no prediction head (head_config.json and its weights)")
+    hs = read_head_config(read_json(folder / HEAD_CONFIG))
+    sidecar = read_sidecar(folder)
+    return {"kind": "bottleneck", "task": sidecar.get("task") or hs.task, "labels": sidecar.get("labels") or hs.labels}

@@ -217,5 +217,7 @@ def load(folder: Path, hidden_size: int, num_layers: int, linear_shapes: dict[st
 def describe(folder: Path) -> dict:
     """What the listing shows, from the config files alone (validated as load() does; no tensors)."""
     settings = read_lora_config(read_json(folder / CONFIG))
+    if first_existing(folder, WEIGHTS) is None:
+        raise InvalidAdapter(f"the folder has no adapter weights ({' or '.join(WEIGHTS)})")
     sidecar = read_sidecar(folder)
     return {"kind": "lora", "task": sidecar.get("task") or settings.task, "labels": sidecar.get("labels")}
