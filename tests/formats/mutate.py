@@ -177,6 +177,11 @@ def _grow(t: torch.Tensor) -> torch.Tensor:
 
 def file_mutations(folder: Path, rng: random.Random) -> list[Mutation]:
     out: list[Mutation] = [("stray file", _write("notes.txt", b"hello"))]
+    for key in ("labels", "task"):  # the optional adapterserve.json beside the files
+        for value in rng.sample(WRONG_VALUES, 4):
+            out.append(
+                (f"adapterserve.json:{key}={value!r}", _write("adapterserve.json", json.dumps({key: value}).encode()))
+            )
     for path in sorted(folder.glob("*.bin")):
         raw = path.read_bytes()
         out += [

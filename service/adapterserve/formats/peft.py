@@ -66,6 +66,8 @@ def _head(tensors: dict[str, torch.Tensor], task: str, hidden: int, sidecar: dic
         )
     layers = []
     for i, n in enumerate(names):
+        if f"{n}.weight" not in tensors:
+            raise InvalidAdapter(f"classifier weights lack {n}.weight", key=f"{n}.weight")
         w, b = tensors.pop(f"{n}.weight"), tensors.pop(f"{n}.bias", None)
         if w.dim() != 2 or w.shape[1] != hidden or (i < len(names) - 1 and w.shape[0] != hidden):
             raise InvalidAdapter(
