@@ -54,6 +54,7 @@ ROWS = [
     ("ah-head-layers-3", "ah_seq_bn", edit(HC, "config/layers", 3), "heads.ah_seq_bn.4.weight", "refuses"),
     ("ah-head-num_labels", "ah_seq_bn", edit(HC, "config/num_labels", 5), "config.num_labels", "refuses"),
     ("ah-rf-zero", "ah_seq_bn", edit(AC, "config/reduction_factor", 0), "config.reduction_factor", "refuses"),
+    ("ah-rf-denormal", "ah_seq_bn", edit(AC, "config/reduction_factor", 1e-320), "config.reduction_factor", "refuses"),
     ("ah-rf-4", "ah_seq_bn", edit(AC, "config/reduction_factor", 4), "adapter_down.0.weight", "refuses"),
     ("ah-act-unknown", "ah_seq_bn", edit(AC, "config/non_linearity", "nope"), "config.non_linearity", "refuses"),
     ("ah-dropout-2", "ah_seq_bn", edit(AC, "config/dropout", 2), "config.dropout", "refuses"),

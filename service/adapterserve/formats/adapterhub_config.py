@@ -5,14 +5,16 @@ range-checked as the library's dataclasses declare it; what the library refuses 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..adapters.activations import ACTIVATIONS
 from ..adapters.model import BottleneckConfig
-from ..errors import UnsupportedAdapter
+from ..errors import InvalidAdapter, UnsupportedAdapter
 from .fields import Fields
 
 CONFIG = "adapter_config.json"
+MAX_WIDTH = 1 << 20  # a bottleneck wider than this is no adapter (and its weights could not be uploaded)
 HEAD_CONFIG = "head_config.json"
 
 # Full presets, for configs that name one instead of spelling out the keys.
@@ -80,7 +82,14 @@ class BottleneckSettings:
         rf = self.reduction_factor
         if isinstance(rf, dict):
             rf = rf.get(str(layer), rf.get("default"))
-        return max(1, int(hidden // rf))
+        width = hidden // rf
+        if not math.isfinite(width) or width > MAX_WIDTH:  # e.g. rf=1e-320: hidden // rf is infinite
+            raise InvalidAdapter(
+                f"{CONFIG}: config.reduction_factor {rf!r} gives a bottleneck of {width} units at layer {layer}",
+                key="config.reduction_factor",
+                file=CONFIG,
+            )
+        return max(1, int(width))
 
     def sites(self, num_layers: int) -> set[tuple[int, str]]:
         on = [s for s, flag in (("mh", self.mh_adapter), ("output", self.output_adapter)) if flag]
