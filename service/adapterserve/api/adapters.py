@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["adapters"])
 
 
-def _meta(adapter) -> dict:
+def _describe(adapter) -> dict:
     return dict(
         kind=adapter.kind,
         task=adapter.task,
@@ -42,7 +42,7 @@ def _describe_sync(state: AppState, name: str) -> AdapterInfo:
         raise not_found(state.store, name)
     loaded = state.lifecycle.peek(name)
     if loaded is not None and loaded.version == info.version:
-        meta = _meta(loaded.adapter)
+        meta = _describe(loaded.adapter)
     else:
         folder = state.store.local_copy(name, info.version)
         meta = describe_folder(folder) if folder is not None else {}

@@ -144,7 +144,7 @@ def _head_layer_keys(hs: HeadSettings, tensors: dict[str, torch.Tensor]) -> list
     return keys
 
 
-def _head(folder: Path, hidden: int, sidecar: dict) -> Head:
+def _read_head_folder(folder: Path, hidden: int, sidecar: dict) -> Head:
     cfg_path = folder / HEAD_CONFIG
     weights = first_existing(folder, HEAD_WEIGHTS)
     if not cfg_path.is_file() or weights is None:
@@ -205,7 +205,7 @@ def load(folder: Path, hidden_size: int, num_layers: int) -> Adapter:
     if weights is None:
         raise InvalidAdapter(f"the folder has no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
     sites = _sites(load_tensors(weights), settings, hidden_size, num_layers)
-    head = _head(folder, hidden_size, read_sidecar(folder))
+    head = _read_head_folder(folder, hidden_size, read_sidecar(folder))
     return Adapter(
         kind="bottleneck",
         head=head,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .. import tasks
 from ..adapters.activations import ACTIVATIONS
 from ..adapters.model import BottleneckConfig
 from ..errors import InvalidAdapter, UnsupportedAdapter
@@ -63,7 +64,6 @@ BN_DECLARED = {
 }
 # Top-level keys save_adapter writes beside "config" (descriptive only).
 TOP_DECLARED = {"name": "str?", "model_name": "str?", "model_type": "str?", "model_class": "str?", "version": "str?"}
-HEAD_TYPES = {"classification": "classification", "multilabel_classification": "multilabel", "tagging": "tagging"}
 
 
 @dataclass(frozen=True)
@@ -228,22 +228,23 @@ def read_head_config(data: dict) -> HeadSettings:
         return HeadSettings(task, pooling, act, labels, None, None, modules, True)
     f = top.sub("config")
     head_type = f.str("head_type")
-    if head_type not in HEAD_TYPES:
+    head_types = tasks.by_adapterhub_head_type()
+    if head_type not in head_types:
         raise UnsupportedAdapter(
-            f"{HEAD_CONFIG}: head_type {head_type!r} is not served; served: {sorted(HEAD_TYPES)}",
+            f"{HEAD_CONFIG}: head_type {head_type!r} is not served; served: {sorted(head_types)}",
             key="config.head_type",
         )
-    task = HEAD_TYPES[head_type]
+    task = tasks.get(head_types[head_type])
     use_pooler = f.bool("use_pooler", False)
-    pooling = "tokens" if task == "tagging" else ("pooler" if use_pooler else "cls")
+    pooling = "tokens" if task.per_token else ("pooler" if use_pooler else "cls")
     f.number("dropout_prob", None, min=0.0, max=1.0, nullable=True)
     return HeadSettings(
-        task=task,
+        task=task.name,
         pooling=pooling,
         activation=_activation(f, "activation_function"),
         labels=_labels(f, "label2id"),
         num_labels=f.int("num_labels", None, min=1, nullable=True),
-        layers=f.int("layers", 1 if task == "tagging" else 2, min=1, max=64),
+        layers=f.int("layers", task.default_head_layers, min=1, max=64),
         modules=None,
         bias=f.bool("bias", True),
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .. import tasks
 from ..adapters.lora import lora_scaling
 from ..adapters.model import GLOBAL_BIAS_SITES, LAYER_NORM_SITES, LINEAR_SITES, Adapter, Head, LoraSite
 from ..errors import InvalidAdapter, UnsupportedAdapter
@@ -50,15 +51,15 @@ def _split(key: str) -> tuple[str, str]:
     return module, param
 
 
-def _head(tensors: dict[str, torch.Tensor], task: str, hidden: int, sidecar: dict) -> Head:
+def _read_peft_head(tensors: dict[str, torch.Tensor], task: str, hidden: int, sidecar: dict) -> Head:
     if "classifier.dense.weight" in tensors:  # RoBERTa-style classification head: dense -> tanh -> out_proj
         names, pooling, act = ["classifier.dense", "classifier.out_proj"], "cls", "tanh"
     elif "classifier.weight" in tensors:
         names, act = ["classifier"], None
-        pooling = "tokens" if task == "tagging" else "pooler"
+        pooling = "tokens" if tasks.get(task).per_token else "pooler"
     elif "score.weight" in tensors:
         names, act = ["score"], None
-        pooling = "tokens" if task == "tagging" else "pooler"
+        pooling = "tokens" if tasks.get(task).per_token else "pooler"
     else:
         raise InvalidAdapter(
             "PEFT adapter has no classifier weights: train it with task_type SEQ_CLS or TOKEN_CLS "
@@ -182,7 +183,7 @@ def load(folder: Path, hidden_size: int, num_layers: int, linear_shapes: dict[st
     if settings.fan_in_fan_out:
         warnings.append("fan_in_fan_out=true is ignored for nn.Linear modules, as PEFT itself does")
     modules, rest = _read_weights(folder)
-    head = _head(rest, settings.task, hidden_size, read_sidecar(folder))
+    head = _read_peft_head(rest, settings.task, hidden_size, read_sidecar(folder))
     lora = dict(_lora_site(module, p, settings, num_layers, shapes) for module, p in modules.items())
     prefixes = {m.group(1) or "" for m in map(MODEL_RE.match, modules) if m}
     warnings += _check_targets(settings, set(modules), prefixes.pop() if len(prefixes) == 1 else "", num_layers)

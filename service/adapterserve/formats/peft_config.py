@@ -15,7 +15,7 @@ from ..errors import UnsupportedAdapter
 from .fields import Fields
 
 CONFIG = "adapter_config.json"
-TASKS = {"SEQ_CLS": "classification", "TOKEN_CLS": "tagging"}
+PEFT_TASK_TYPES = {"SEQ_CLS": "classification", "TOKEN_CLS": "tagging"}  # the sidecar may say multilabel
 # LoRA variants whose forward differs from plain LoRA (LoraConfig fields PEFT marks is_lora_variant, and
 # others that change what is computed): refuse rather than serve wrong logits.
 VARIANTS = [
@@ -137,7 +137,7 @@ def read_lora_config(data: dict) -> LoraSettings:
                 key=key,
             )
     task_type = f.str("task_type", None, nullable=True)
-    if task_type not in TASKS:
+    if task_type not in PEFT_TASK_TYPES:
         raise UnsupportedAdapter(
             f"{CONFIG}: task_type {task_type!r} is not served; use SEQ_CLS or TOKEN_CLS", key="task_type"
         )
@@ -185,7 +185,7 @@ def read_lora_config(data: dict) -> LoraSettings:
             key="init_lora_weights",
         )
     return LoraSettings(
-        task=TASKS[task_type],
+        task=PEFT_TASK_TYPES[task_type],
         r=r,
         alpha=f.number("lora_alpha", 8),
         rslora=f.bool("use_rslora", False),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import tasks
 from ..errors import InvalidAdapter
+from .fields import Fields
 from .weights import read_json
 
 SIDECAR = "adapterserve.json"
@@ -20,14 +21,12 @@ def read_sidecar(folder: Path) -> dict:
     if not path.is_file():
         return {}
     data = read_json(path)
-    labels = data.get("labels")
-    if labels is not None and (
-        not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels)
-    ):
-        raise InvalidAdapter(f"{SIDECAR}: 'labels' must be a list of distinct strings", file=SIDECAR)
-    task = data.get("task")
-    if task is not None and task not in tasks.REGISTRY:
-        raise InvalidAdapter(f"{SIDECAR}: 'task' must be one of {tasks.names()}, got {task!r}", file=SIDECAR)
+    f = Fields(data, SIDECAR)
+    labels = f.list("labels", None, f.a_str(), nullable=True)
+    if labels is not None and len(set(labels)) != len(labels):
+        raise f.fail("labels", "must be a list of distinct strings", labels)
+    f.choice("task", None, tasks.names(), nullable=True)
+    f.str("description", None, nullable=True)
     return data
 
 
