@@ -39,6 +39,8 @@ def describe_folder(folder: Path) -> dict:
         return meta
     except AdapterServeError as e:
         return {"warnings": [f"cannot be served: {e.message}"]}
+    except FileNotFoundError:  # evicted from a download cache, or deleted, while we read: nothing to say
+        return {}
     except Exception as e:  # a folder we cannot even describe must not break the listing
         log.warning("describing %s failed: %s: %s", folder, type(e).__name__, e)
         return {"warnings": [f"cannot be served: the folder could not be read ({type(e).__name__})"]}
