@@ -169,3 +169,49 @@ async def test_changes_to_one_name_run_one_at_a_time(store):
 
     await asyncio.gather(*(change() for _ in range(5)))
     assert overlaps == 1 and lifecycle._changing == {}
+
+
+class HeadlessDuringRead(CountingStore):
+    """fetch hands back a copy of the version without its head, as a folder looks while a delete or a
+    replacement removes it; after the read, the store says what happened meanwhile (`then`)."""
+
+    def __init__(self, inner, tmp_path, then):
+        super().__init__(inner)
+        self.tmp_path, self.then, self.reads = tmp_path, then, 0
+
+    def fetch(self, name, version):
+        import shutil
+
+        self.reads += 1
+        folder = self.tmp_path / f"partial-{self.reads}"
+        shutil.copytree(self.inner.fetch(name, version), folder)
+        if self.reads == 1:
+            for head in folder.glob("*head*"):
+                head.unlink()
+            self.then(self.inner, name)
+        return folder
+
+
+@pytest.mark.asyncio
+async def test_a_version_deleted_while_read_is_not_found_not_invalid(store, tmp_path):
+    racing = HeadlessDuringRead(store.inner, tmp_path, lambda inner, name: inner.delete(name))
+    lifecycle, _ = make_lifecycle(racing)
+    with pytest.raises(AdapterNotFound, match="deleted while loading"):
+        await lifecycle.get("a0")
+
+
+@pytest.mark.asyncio
+async def test_a_version_replaced_while_read_serves_the_new_one(store, tmp_path):
+    replace = lambda inner, name: inner.publish(name, GOLDEN / "ah_double_seq_bn" / "adapter")
+    lifecycle, _ = make_lifecycle(HeadlessDuringRead(store.inner, tmp_path, replace))
+    snap = await lifecycle.get("a0")
+    assert snap.info.version == store.inner.current("a0").version
+
+
+@pytest.mark.asyncio
+async def test_a_broken_current_version_is_still_invalid(store, tmp_path):
+    from adapterserve.errors import InvalidAdapter
+
+    lifecycle, _ = make_lifecycle(HeadlessDuringRead(store.inner, tmp_path, lambda inner, name: None))
+    with pytest.raises(InvalidAdapter):
+        await lifecycle.get("a0")

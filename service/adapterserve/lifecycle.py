@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from .adapters.model import Adapter
 from .engine.devices import DeviceTier
-from .errors import AdapterNotFound
+from .errors import AdapterNotFound, InvalidAdapter
 from .events import AdapterLoaded, CacheEvent, CacheHit, CacheMiss, Evicted
 from .formats.registry import BackboneShape, load_adapter
 from .snapshot import Snapshot
@@ -170,7 +170,7 @@ class Lifecycle:
         finally:
             self._loading.pop(name, None)
 
-    def _read(self, name: str) -> tuple[VersionInfo, Adapter]:
+    def _read(self, name: str, attempts: int = 2) -> tuple[VersionInfo, Adapter]:
         validate_name(name)
         info = self.store.current(name)
         if info is None:
@@ -179,6 +179,15 @@ class Lifecycle:
             return info, load_adapter(self.store.fetch(name, info.version), self.shape)
         except FileNotFoundError:  # deleted (or pruned) while we read it: for this request it is gone
             raise AdapterNotFound(f"adapter {name!r} was deleted while loading", name=name) from None
+        except InvalidAdapter:
+            # A version deleted or replaced while we read it can look like a broken folder (a file the
+            # loader checks for is already gone). Only a version that is still current is broken.
+            now = self.store.current(name)
+            if now is None:
+                raise AdapterNotFound(f"adapter {name!r} was deleted while loading", name=name) from None
+            if now.version != info.version and attempts > 1:
+                return self._read(name, attempts - 1)
+            raise
 
     # ---- changes -----------------------------------------------------------------------------------------------
     def apply(self, message: Message):
