@@ -16,8 +16,11 @@ import torch.nn.functional as F
 from .bottleneck import sublayer_output
 from .grouped import RowSet, head_signature, stack_bottleneck, stack_lora, stacked_heads
 from .heads import apply_head, head_input
+from .ia3 import apply_scale, row_scales
 from .lora import lora_delta
 from .model import Adapter
+from .prefix import RowPrefix, row_prefix
+from .prompt import insert_prompts
 
 # From how many adapters at one site the row-wise path (grouped.py) replaces the loop over segments. The
 # loop launches a few small ops per adapter per site; the row-wise path a few ops in all, plus one copy of
@@ -42,7 +45,14 @@ class AdapterBatch:
         self.group_min = group_min if group_min is not None else GROUP_MIN
         self._linear_sites = {k for s in segments if s.adapter for k in (*s.adapter.lora, *s.adapter.bias)}
         self._bn_sites = {k for s in segments if s.adapter for k in s.adapter.bottleneck}
+        self._ia3_sites = {k for s in segments if s.adapter for k in s.adapter.ia3}
+        self._prefix_layers = {i for s in segments if s.adapter for i in s.adapter.prefix}
         self._rowsets: dict[tuple, RowSet] = {}
+        self._rows_total = segments[-1].stop if segments else 0
+        # Per-row inputs a runtime must honour (it may route batches that have them to this PyTorch path):
+        self.has_prompts = any(s.adapter is not None and s.adapter.prompt is not None for s in segments)
+        self.has_prefixes = bool(self._prefix_layers)
+        self.has_ia3 = bool(self._ia3_sites)
 
     def _rows(self, segs: list[Segment], x: torch.Tensor) -> RowSet:
         """One RowSet per group of segments and pass: most sites share it, and on a GPU each new one costs
@@ -79,10 +89,20 @@ class AdapterBatch:
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0)
 
     def linear(self, x: torch.Tensor, module: torch.nn.Linear, layer: int, site: str) -> torch.Tensor:
-        y = F.linear(x, module.weight, module.bias)
-        if (layer, site) not in self._linear_sites:
-            return y
         key = (layer, site)
+        ia3 = key in self._ia3_sites
+        if ia3:  # rows without an input scale here are multiplied by exactly one
+            scale = row_scales(self.segments, key, True, x.shape[0], x)
+            x = x if scale is None else apply_scale(x, scale)
+        y = F.linear(x, module.weight, module.bias)
+        if key in self._linear_sites:
+            y = self._lora_and_bias(x, y, module, key)
+        if ia3:
+            scale = row_scales(self.segments, key, False, x.shape[0], y)
+            y = y if scale is None else apply_scale(y, scale)
+        return y
+
+    def _lora_and_bias(self, x: torch.Tensor, y: torch.Tensor, module: torch.nn.Linear, key) -> torch.Tensor:
         lora_segs = [seg for seg in self.segments if seg.adapter is not None and key in seg.adapter.lora]
         grouped = len(lora_segs) >= self.group_min
         if grouped:
@@ -106,6 +126,23 @@ class AdapterBatch:
             return ys
 
         return self._per_segment(y, seg_fn)
+
+    def prefix(self, layer: int, like: torch.Tensor) -> RowPrefix | None:
+        """Per-row prefix keys/values for this layer's attention (padded and masked), or None."""
+        if layer not in self._prefix_layers:
+            return None
+        return row_prefix(self.segments, layer, like.shape[0], like)
+
+    def word_embeddings(self, words: torch.Tensor) -> torch.Tensor:
+        return insert_prompts(words, self.segments) if self.has_prompts else words
+
+    def position_shifts(self) -> list[int]:
+        """Per row, where its position ids start (a PEFT prefix moves them right)."""
+        shifts = [0] * self._rows_total
+        for seg in self.segments:
+            if seg.adapter is not None and seg.adapter.position_shift:
+                shifts[seg.start : seg.stop] = [seg.adapter.position_shift] * (seg.stop - seg.start)
+        return shifts
 
     def _bias_shift(self, y: torch.Tensor, old_bias: torch.Tensor, key: tuple[int, str]) -> torch.Tensor:
         """Rows whose adapter replaces this bias (PEFT bias="all"/"lora_only") get the new one."""

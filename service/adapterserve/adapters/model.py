@@ -5,7 +5,9 @@ sub-layer) and "output" (after the FFN). LoRA and bias sites are the encoder lay
 named as in HF BERT: "attention.self.query", "attention.self.key", "attention.self.value",
 "attention.output.dense", "intermediate.dense", "output.dense". Bias sites (PEFT bias="all"/"lora_only") may also name
 the sub-layer LayerNorms ("attention.output.LayerNorm", "output.LayerNorm") and, at layer -1,
-"embeddings.LayerNorm" and "pooler.dense".
+"embeddings.LayerNorm" and "pooler.dense". IA3 sites are linear sites (and "pooler.dense"). A prefix is per layer
+(keys and values prepended inside attention); a prompt is a sequence of virtual token embeddings put before the
+text's (see prefix.py and prompt.py).
 """
 
 from __future__ import annotations
@@ -61,6 +63,14 @@ class LoraSite:
 
 
 @dataclass
+class Ia3Site:
+    """A learned vector that scales a linear's input (PEFT feed-forward modules) or its output (with bias)."""
+
+    scale: torch.Tensor  # [in] or [out]
+    on_input: bool
+
+
+@dataclass
 class Head:
     """A prediction head: a stack of Linear layers with an activation between them."""
 
@@ -77,13 +87,18 @@ class Head:
 
 @dataclass
 class Adapter:
-    kind: Literal["bottleneck", "lora"]
+    kind: Literal["bottleneck", "lora", "ia3", "prefix", "prompt"]
     head: Head
     hidden_size: int
     bottleneck_config: BottleneckConfig | None = None
     bottleneck: dict[tuple[int, str], BottleneckSite] = field(default_factory=dict)
     lora: dict[tuple[int, str], LoraSite] = field(default_factory=dict)
     bias: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)  # replaces a linear's bias
+    ia3: dict[tuple[int, str], Ia3Site] = field(default_factory=dict)
+    prefix: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # layer -> keys, values [P, H]
+    # PEFT passes its prefix as past key values, so the text's position ids start after it (AdapterHub's do not)
+    prefix_shifts_positions: bool = False
+    prompt: torch.Tensor | None = None  # [P, H] virtual token embeddings (PEFT prompt tuning)
     format: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -106,6 +121,11 @@ class Adapter:
         for lo in self.lora.values():
             yield from (lo.a, lo.b)
         yield from self.bias.values()
+        yield from (s.scale for s in self.ia3.values())
+        for k, v in self.prefix.values():
+            yield from (k, v)
+        if self.prompt is not None:
+            yield self.prompt
         for w, b in self.head.layers:
             yield w
             if b is not None:
@@ -118,6 +138,25 @@ class Adapter:
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors())
+
+    @property
+    def prefix_length(self) -> int:
+        return next(iter(self.prefix.values()))[0].shape[0] if self.prefix else 0
+
+    @property
+    def virtual_tokens(self) -> int:
+        """Positions a row of this adapter takes before its text: prompt tokens in the sequence itself."""
+        return 0 if self.prompt is None else self.prompt.shape[0]
+
+    @property
+    def position_shift(self) -> int:
+        """How far a row's position ids start to the right (a PEFT prefix); prompt tokens sit in the row itself."""
+        return self.prefix_length if self.prefix_shifts_positions else 0
+
+    @property
+    def reserved_positions(self) -> int:
+        """Position embeddings a row uses beyond its text's tokens: its texts must be that much shorter."""
+        return self.virtual_tokens + self.position_shift
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Adapter:
         """A copy with every tensor moved (non-blocking from pinned host memory)."""
@@ -153,6 +192,10 @@ class Adapter:
             bottleneck={k: mv_site(s) for k, s in self.bottleneck.items()},
             lora={k: LoraSite(mv(s.a), mv(s.b), s.scaling) for k, s in self.lora.items()},
             bias={k: mv(t) for k, t in self.bias.items()},
+            ia3={k: Ia3Site(mv(s.scale), s.on_input) for k, s in self.ia3.items()},
+            prefix={i: (mv(k), mv(v)) for i, (k, v) in self.prefix.items()},
+            prefix_shifts_positions=self.prefix_shifts_positions,
+            prompt=mv(self.prompt),
             format=self.format,
             warnings=list(self.warnings),
         )

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..adapters.activations import get_activation
 from ..adapters.batch import EMPTY, AdapterBatch
+from ..adapters.prefix import extend
 from ..formats.registry import BackboneShape
 
 log = logging.getLogger(__name__)
@@ -97,22 +98,26 @@ class Backbone:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Last hidden states [B, T, H] and, when the batch needs it, the pooler output [B, H]."""
         m = self.model
-        x = adapters.embeddings(
-            m.embeddings(input_ids=input_ids, token_type_ids=token_type_ids), m.embeddings.LayerNorm
-        )
+        x = adapters.embeddings(self._embed(input_ids, token_type_ids, adapters), m.embeddings.LayerNorm)
         if self._project is not None:  # ELECTRA with embedding_size != hidden_size, as ElectraModel does
             x = self._project(x)
         B, T, H = x.shape
         nh, hd = self._heads, H // self._heads
         # Boolean key mask: True = attend. Broadcasts over heads and query positions.
-        key_mask = attention_mask.bool()[:, None, None, :]
+        text_mask = attention_mask.bool()
+        key_mask = text_mask[:, None, None, :]
         for i, layer in enumerate(m.encoder.layer):
             att = layer.attention
             q = adapters.linear(x, att.self.query, i, "attention.self.query")
             k = adapters.linear(x, att.self.key, i, "attention.self.key")
             v = adapters.linear(x, att.self.value, i, "attention.self.value")
             q, k, v = (t.view(B, T, nh, hd).transpose(1, 2) for t in (q, k, v))
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+            prefix = adapters.prefix(i, x)
+            if prefix is None:
+                ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+            else:  # this layer's prefix keys/values (padded per row, masked) come before the text's
+                k, v, mask = extend(k, v, text_mask, prefix, nh)
+                ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
             ctx = ctx.transpose(1, 2).reshape(B, T, H)
             h = adapters.linear(ctx, att.output.dense, i, "attention.output.dense")
             x = adapters.sublayer(h, x, att.output.LayerNorm, i, "mh")
@@ -125,6 +130,22 @@ class Backbone:
                 raise ValueError("a head needs the pooler, which this backbone checkpoint does not have")
             pooled = adapters.pooler(x, self._pooler.dense)
         return x, pooled
+
+    def _embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None, adapters: AdapterBatch):
+        """The embeddings sub-module's output (before the adapters' LayerNorm bias shift). Rows with prompt
+        tokens get them in place of their leading slots; rows with a PEFT prefix start their positions later."""
+        emb = self.model.embeddings
+        shifts = adapters.position_shifts() if (adapters.has_prompts or adapters.has_prefixes) else []
+        if not adapters.has_prompts and not any(shifts):
+            return emb(input_ids=input_ids, token_type_ids=token_type_ids)
+        B, T = input_ids.shape
+        # RoBERTa-style embeddings number positions from padding_idx + 1 (padded slots' ids are never attended)
+        first = emb.padding_idx + 1 if getattr(emb, "padding_idx", None) is not None else 0
+        start = torch.tensor(shifts, device=input_ids.device).unsqueeze(1) + first
+        limit = emb.position_embeddings.num_embeddings - 1
+        positions = (start + torch.arange(T, device=input_ids.device)).clamp(max=limit)
+        words = adapters.word_embeddings(emb.word_embeddings(input_ids))
+        return emb(inputs_embeds=words, token_type_ids=token_type_ids, position_ids=positions)
 
     def sentence_embeddings(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.info.pooling == "cls":

@@ -28,17 +28,20 @@ class BatchStats:
     segments: int
 
 
-def pad(rows: list[Encoded], pad_id: int, device: torch.device):
-    T = max(len(r) for r in rows)
+def pad(rows: list[Encoded], pad_id: int, device: torch.device, lead: list[int] | None = None):
+    """Right-padded ids, mask and token types. `lead[i]` slots stand before row i's tokens (its adapter's
+    prompt tokens: attended, token type 0; the backbone puts the prompt's embeddings there)."""
+    lead = lead or [0] * len(rows)
+    T = max(n + len(r) for n, r in zip(lead, rows))
     ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), T), dtype=torch.long)
     types = torch.zeros((len(rows), T), dtype=torch.long)
-    for i, r in enumerate(rows):
+    for i, (r, s) in enumerate(zip(rows, lead)):
         n = len(r)
-        ids[i, :n] = torch.as_tensor(r.input_ids)
-        mask[i, :n] = 1
+        ids[i, s : s + n] = torch.as_tensor(r.input_ids)
+        mask[i, : s + n] = 1
         if r.token_type_ids is not None:
-            types[i, :n] = torch.as_tensor(r.token_type_ids)
+            types[i, s : s + n] = torch.as_tensor(r.token_type_ids)
     return ids.to(device, non_blocking=True), mask.to(device, non_blocking=True), types.to(device, non_blocking=True)
 
 
@@ -57,7 +60,8 @@ def run_rows(
     """
     plan = AdapterBatch.from_row_adapters(row_adapters, group_min)
     pad_id = backbone.tokenizer.pad_token_id or 0
-    ids, mask, types = pad(rows, pad_id, backbone.device)
+    lead = [0 if a is None else a.virtual_tokens for a in row_adapters]
+    ids, mask, types = pad(rows, pad_id, backbone.device, lead)
     with torch.inference_mode():
         hidden, pooled = backbone.encode(ids, mask, types, adapters=plan)
         per_segment = plan.heads(hidden, pooled)
@@ -73,11 +77,12 @@ def run_rows(
                 continue
             logits = logits.float().cpu()
             for j, row in enumerate(range(seg.start, seg.stop)):
-                out[row] = logits[j, : len(rows[row])] if tagging[row] else logits[j]
+                # tagging answers the text's tokens only: prompt tokens before them are dropped
+                out[row] = logits[j, lead[row] : lead[row] + len(rows[row])] if tagging[row] else logits[j]
         if emb is not None:
             for j, row in enumerate(embed_rows):
                 out[row] = emb[j]
-    tokens = sum(len(r) for r in rows)
+    tokens = sum(len(r) + n for r, n in zip(rows, lead))
     stats = BatchStats(len(rows), tokens, ids.shape[0] * ids.shape[1], len(plan.segments))
     return out, stats
 

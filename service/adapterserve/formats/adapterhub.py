@@ -1,4 +1,5 @@
-"""AdapterHub `adapters` folders (save_adapter(..., with_head=True)), bottleneck adapters.
+"""AdapterHub `adapters` folders (save_adapter(..., with_head=True)): bottleneck adapters here, IA3 and
+prefix tuning (`config.architecture` "lora" / "prefix_tuning") in adapterhub_kinds.py.
 
 Files: adapter_config.json, head_config.json, adapter.safetensors | pytorch_adapter.bin,
 model_head.safetensors | pytorch_model_head.bin. Semantics follow `adapters` 1.3.0; the config files are
@@ -14,6 +15,7 @@ import torch
 
 from ..adapters.model import Adapter, BottleneckSite, Head
 from ..errors import InvalidAdapter
+from . import adapterhub_kinds
 from .adapterhub_config import (
     CONFIG,
     HEAD_CONFIG,
@@ -191,15 +193,43 @@ def _read_head_folder(folder: Path, hidden: int, sidecar: dict) -> Head:
     )
 
 
-def load(folder: Path, hidden_size: int, num_layers: int) -> Adapter:
+def _architecture(data: dict) -> str | None:
+    raw = data.get("config")
+    return raw.get("architecture") if isinstance(raw, dict) else None
+
+
+def _ia3(cfg: dict, tensors: dict, hidden: int, num_layers: int, shapes: dict) -> dict:
+    return dict(kind="ia3", ia3=adapterhub_kinds.ia3_sites(cfg, tensors, num_layers, shapes))
+
+
+def _prefix(cfg: dict, tensors: dict, hidden: int, num_layers: int, shapes: dict) -> dict:
+    return dict(kind="prefix", prefix=adapterhub_kinds.prefix_layers(cfg, tensors, hidden, num_layers))
+
+
+# config.architecture -> (kind, the Adapter fields its weights become); bottleneck is read below
+ARCHITECTURES = {"lora": ("ia3", _ia3), "prefix_tuning": ("prefix", _prefix)}
+
+
+def load(
+    folder: Path, hidden_size: int, num_layers: int, linear_shapes: dict[str, tuple[int, int]] | None = None
+) -> Adapter:
     data = read_json(folder / CONFIG)
-    settings = read_adapter_config(data)
+    arch = _architecture(data)
     if data.get("hidden_size") not in (None, hidden_size):
         raise InvalidAdapter(
             f"adapter was trained for hidden size {data['hidden_size']} but the backbone has {hidden_size}",
             adapter_hidden_size=data["hidden_size"],
             backbone_hidden_size=hidden_size,
         )
+    if arch in ARCHITECTURES:
+        weights = first_existing(folder, ADAPTER_WEIGHTS)
+        if weights is None:
+            raise InvalidAdapter(f"the folder has no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
+        read = ARCHITECTURES[arch][1]
+        fields = read(data["config"], load_tensors(weights), hidden_size, num_layers, linear_shapes or {})
+        head = _read_head_folder(folder, hidden_size, read_sidecar(folder))
+        return Adapter(head=head, hidden_size=hidden_size, format=NAME, **fields)
+    settings = read_adapter_config(data)
     check_reduction_layers(settings, num_layers)
     weights = first_existing(folder, ADAPTER_WEIGHTS)
     if weights is None:
@@ -219,11 +249,17 @@ def load(folder: Path, hidden_size: int, num_layers: int) -> Adapter:
 
 def describe(folder: Path) -> dict:
     """What the listing shows, from the config files alone (validated as load() does; no tensors)."""
-    read_adapter_config(read_json(folder / CONFIG))
+    data = read_json(folder / CONFIG)
+    arch = _architecture(data)
+    if arch in ARCHITECTURES:
+        adapterhub_kinds.check_config(arch, data["config"])
+    else:
+        read_adapter_config(data)
     if first_existing(folder, ADAPTER_WEIGHTS) is None:
         raise InvalidAdapter(f"the folder has no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
     if not (folder / HEAD_CONFIG).is_file() or first_existing(folder, HEAD_WEIGHTS) is None:
         raise InvalidAdapter("the folder has no prediction head (head_config.json and its weights)")
     hs = read_head_config(read_json(folder / HEAD_CONFIG))
     sidecar = read_sidecar(folder)
-    return {"kind": "bottleneck", "task": sidecar.get("task") or hs.task, "labels": sidecar.get("labels") or hs.labels}
+    kind = ARCHITECTURES[arch][0] if arch in ARCHITECTURES else "bottleneck"
+    return {"kind": kind, "task": sidecar.get("task") or hs.task, "labels": sidecar.get("labels") or hs.labels}

@@ -53,7 +53,7 @@ FORMATS: list[AdapterFormat] = [
     AdapterFormat(
         "adapterhub",
         adapterhub.detect,
-        lambda f, b: adapterhub.load(f, b.hidden_size, b.num_layers),
+        lambda f, b: adapterhub.load(f, b.hidden_size, b.num_layers, b.linear_shapes),
         adapterhub.describe,
     ),
 ]
