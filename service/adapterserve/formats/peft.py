@@ -1,4 +1,5 @@
-"""PEFT LoRA folders (save_pretrained): adapter_config.json + adapter_model.safetensors | .bin.
+"""PEFT LoRA folders (save_pretrained): adapter_config.json + adapter_model.safetensors | .bin. (IA3, prefix
+and prompt tuning: peft_kinds.py, the PEFT format's entry point, which hands LORA folders to `load` here.)
 
 Semantics follow PEFT's LoraLayer for nn.Linear: scaling = alpha / r (alpha / sqrt(r) with rslora), r and
 alpha per module from rank_pattern / alpha_pattern when a key matches the module name. The config is read

@@ -129,7 +129,10 @@ def read_lora_config(data: dict) -> LoraSettings:
     f = Fields(data, CONFIG)
     peft_type = f.str("peft_type")
     if peft_type != "LORA":
-        raise UnsupportedAdapter(f"{CONFIG}: PEFT type {peft_type!r} is not served; only LORA", key="peft_type")
+        raise UnsupportedAdapter(
+            f"{CONFIG}: PEFT type {peft_type!r} is not served; served: LORA, IA3, PREFIX_TUNING, PROMPT_TUNING",
+            key="peft_type",
+        )
     for key in VARIANTS:
         if data.get(key):
             raise UnsupportedAdapter(

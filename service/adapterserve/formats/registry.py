@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..adapters.model import Adapter
 from ..errors import AdapterServeError, InvalidAdapter
-from . import adapterhub, peft
+from . import adapterhub, peft, peft_kinds
 from .weights import read_json
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,10 @@ class BackboneShape:
 
 FORMATS: list[AdapterFormat] = [
     AdapterFormat(
-        "peft", peft.detect, lambda f, b: peft.load(f, b.hidden_size, b.num_layers, b.linear_shapes), peft.describe
+        "peft",
+        peft.detect,
+        lambda f, b: peft_kinds.load(f, b.hidden_size, b.num_layers, b.linear_shapes),
+        peft_kinds.describe,
     ),
     AdapterFormat(
         "adapterhub",
