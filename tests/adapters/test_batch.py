@@ -1,5 +1,6 @@
 """Mixed-adapter batches give the same results as serving each row alone (within 1e-5), on both the
-per-segment path and the row-wise path (each row with its own adapter's stacked weights)."""
+per-segment path and the row-wise path (each row with its own adapter's stacked weights), with every
+adapter kind (bottleneck, LoRA, IA3, prefix, prompt) and embedding rows in one batch."""
 
 import pytest
 import torch
@@ -35,6 +36,25 @@ CASES = [
     "peft_lora_bias_all",
     "peft_token_cls",
     "peft_lora_all_dense",
+    "peft_lora_ffn",  # LoRA at attention.output.dense, where peft_ia3 scales the input
+    # IA3, prefix and prompt rows: per-row scales, prefixes of lengths 3-7 (or none) padded and masked in
+    # one attention, prompt rows with their virtual tokens, PEFT prefixes shifting positions
+    "ah_ia3",
+    "ah_ia3",
+    "ah_ia3_output_alpha",
+    "ah_ia3_tagging",
+    "peft_ia3",
+    "peft_ia3_custom",
+    "peft_ia3_token_cls",
+    "ah_prefix",
+    "ah_prefix_flat",
+    "ah_prefix_leave_out",
+    "ah_prefix_tagging",
+    "peft_prefix",
+    "peft_prefix_projection",
+    "peft_prefix_token_cls",
+    "peft_prompt_text",
+    "peft_prompt_random",
 ]
 TEXTS = ["short", "a somewhat longer text with more words", "mid length text", "x y z", "one more here"]
 

@@ -34,7 +34,9 @@ async def tag(
     async def work():
         loaded = await state.router.resolve(adapter, "tag")
         request.state.adapter_known = True
-        rows = await state.router.tokenize(texts, None, body.truncate, offsets=True)
+        rows = await state.router.tokenize(
+            texts, None, body.truncate, offsets=True, reserved=loaded.host.reserved_positions
+        )
         return loaded, rows, await state.router.run(adapter, loaded, rows, True, deadline)
 
     loaded, rows, logits = await until_disconnected(request, work())

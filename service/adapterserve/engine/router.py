@@ -59,8 +59,9 @@ class Router:
         return snapshot
 
     async def tokenize(
-        self, texts: list[str], pairs: list[str] | None, truncate: bool, offsets: bool = False
+        self, texts: list[str], pairs: list[str] | None, truncate: bool, offsets: bool = False, reserved: int = 0
     ) -> list[Encoded]:
+        """`reserved`: the adapter's `reserved_positions` (prompt/prefix tokens), so texts fit beside them."""
         started = time.monotonic()
         loop = asyncio.get_running_loop()
         enc = await loop.run_in_executor(
@@ -72,6 +73,7 @@ class Router:
             self.backbone.info.max_length,
             truncate,
             offsets,
+            reserved,
         )
         self._on_tokenize(time.monotonic() - started)
         return enc

@@ -20,8 +20,20 @@ class Encoded:
 
 
 def tokenize(
-    tokenizer, texts: list[str], pairs: list[str] | None, max_length: int, truncate: bool, offsets: bool = False
+    tokenizer,
+    texts: list[str],
+    pairs: list[str] | None,
+    max_length: int,
+    truncate: bool,
+    offsets: bool = False,
+    reserved: int = 0,
 ) -> list[Encoded]:
+    """`reserved`: positions the adapter's prompt or prefix takes, which the texts must leave free."""
+    full, max_length = max_length, max_length - reserved
+    if max_length < 3:
+        raise BadRequest(
+            f"this adapter's prompt/prefix takes {reserved} of the backbone's {full} positions: no room for text"
+        )
     kwargs = dict(add_special_tokens=True, return_token_type_ids=True, return_attention_mask=False)
     if offsets:
         kwargs.update(return_offsets_mapping=True, return_special_tokens_mask=True)
@@ -35,8 +47,9 @@ def tokenize(
     if too_long and not truncate:
         i = too_long[0]
         raise BadRequest(
-            f"input {i} has {len(ids[i])} tokens, over the backbone's limit of {max_length}; "
-            'shorten it or set "truncate": true',
+            f"input {i} has {len(ids[i])} tokens, over the backbone's limit of {max_length}"
+            + (f" ({full} positions less {reserved} for this adapter's prompt/prefix tokens)" if reserved else "")
+            + '; shorten it or set "truncate": true',
             input=i,
             tokens=len(ids[i]),
             limit=max_length,
