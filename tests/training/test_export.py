@@ -22,7 +22,7 @@ LABELS = {
     "multilabel": ["a", "b", "c", "d"],
     "tagging": ["B-LOC", "B-PER", "I-PER", "O"],
 }
-KINDS = ["seq_bn", "double_seq_bn", "lora"]
+KINDS = ["seq_bn", "double_seq_bn", "lora", "ia3", "prefix"]
 TASK_NAMES = ["classification", "multilabel", "tagging"]
 
 

@@ -14,17 +14,17 @@ from adapterserve.training.model import Spec
 
 
 def test_registered_kinds_and_what_they_export():
-    assert kinds.names() == ["seq_bn", "double_seq_bn", "lora", "head", "full"]
-    assert [k for k in kinds.names() if kinds.get(k).servable] == ["seq_bn", "double_seq_bn", "lora"]
+    assert kinds.names() == ["seq_bn", "double_seq_bn", "lora", "ia3", "prefix", "head", "full"]
+    assert [k for k in kinds.names() if kinds.get(k).servable] == ["seq_bn", "double_seq_bn", "lora", "ia3", "prefix"]
     assert kinds.get("full").trains_backbone and kinds.get("head").head_only
     assert kinds.get("full").default_lr == 5e-5 and kinds.get("seq_bn").default_lr == 1e-3
 
 
 def test_unknown_kind_names_the_known_ones():
     with pytest.raises(KeyError, match="seq_bn"):
-        kinds.get("prefix")
+        kinds.get("prompt")
     with pytest.raises(KeyError, match="known"):
-        TrainConfig(kind="prefix")
+        TrainConfig(kind="prompt")
 
 
 def test_argparse_defaults_are_the_config_defaults():

@@ -43,6 +43,10 @@ CASES = [
     ("seq_bn", "tagging"),
     ("lora", "classification"),
     ("lora", "tagging"),
+    ("ia3", "classification"),
+    ("ia3", "tagging"),
+    ("prefix", "classification"),
+    ("prefix", "tagging"),
 ]
 
 

@@ -11,9 +11,9 @@ from .config import TrainConfig
 
 DESCRIPTION = """\
 Fine-tune an adapter and its prediction head on the frozen backbone, then write a folder the service loads
-as is: seq_bn / double_seq_bn in AdapterHub `adapters` layout, lora in PEFT layout (plus adapterserve.json
-with the label names). Accuracy and macro-F1 on the validation and held-out test splits are printed and
-saved as eval.json in the folder.
+as is: seq_bn / double_seq_bn / ia3 (IA3Config) / prefix (PrefixTuningConfig, flat) in AdapterHub `adapters`
+layout, lora in PEFT layout (plus adapterserve.json with the label names). Accuracy and macro-F1 on the
+validation and held-out test splits are printed and saved as eval.json in the folder.
 
 --kind head (head only, frozen backbone) and --kind full (full fine-tuning of backbone + head) are
 baselines: they report metrics and write eval.json only, no servable adapter.
@@ -83,6 +83,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--reduction-factor", type=_number, default=D.reduction_factor, help="bottleneck width = hidden // this"
     )
     m.add_argument("--lora-r", type=_positive_int, default=D.lora_r)
+    m.add_argument(
+        "--prefix-length", type=_positive_int, default=D.prefix_length, help="--kind prefix: prefix tokens per layer"
+    )
     m.add_argument("--lora-alpha", type=_number, default=D.lora_alpha)
     m.add_argument(
         "--lora-target-modules",

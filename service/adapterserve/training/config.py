@@ -42,6 +42,7 @@ class TrainConfig:
     lora_r: int = 8
     lora_alpha: float = 16
     lora_target_modules: str = "query,value"
+    prefix_length: int = 10
     head_layers: int | None = None
     dropout: float = 0.1
     # training

@@ -6,7 +6,7 @@ writer, in export.py) and `register(TrainingKind(...))` below; the CLI's --kind 
 default and publishing follow from the registry.
 
 The serving side needs no registration for a kind whose tensors fit the canonical Adapter (adapters/model.py):
-`AdapterBatch` applies whatever bottleneck, LoRA and bias sites an adapter has.
+`AdapterBatch` applies whatever bottleneck, LoRA, bias, IA3, prefix and prompt tensors an adapter has.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 
 from .. import tasks
-from ..adapters.model import Adapter, BottleneckConfig, Head
+from ..adapters.model import Adapter, BottleneckConfig, Head, Ia3Site
 from .export import write_adapterhub, write_peft, write_sidecar
+from .export_kinds import write_ia3, write_prefix
 from .model import (
     BOTTLENECK_PRESETS,
     HEAD_ACTIVATION,
@@ -90,6 +91,27 @@ def _lora(spec, head, hidden, num_layers, linear_shapes, gen, leaf) -> Adapter:
     return Adapter(kind="lora", head=head, hidden_size=hidden, lora=lora, format="peft")
 
 
+# AdapterHub IA3Config's default sites: key and value outputs, intermediate.dense output
+IA3_SITES = ("attention.self.key", "attention.self.value", "intermediate.dense")
+
+
+def _ia3(spec, head, hidden, num_layers, linear_shapes, gen, leaf) -> Adapter:
+    ia3 = {
+        (i, site): Ia3Site(leaf(torch.ones(linear_shapes[site][0])), on_input=False)
+        for i in range(num_layers)
+        for site in IA3_SITES
+    }
+    return Adapter(kind="ia3", head=head, hidden_size=hidden, ia3=ia3, format="adapterhub")
+
+
+def _prefix(spec, head, hidden, num_layers, linear_shapes, gen, leaf) -> Adapter:
+    prefix = {}
+    for i in range(num_layers):
+        kv = torch.randn((2, spec.prefix_length, hidden), generator=gen)
+        prefix[i] = (leaf(kv[0]), leaf(kv[1]))
+    return Adapter(kind="prefix", head=head, hidden_size=hidden, prefix=prefix, format="adapterhub")
+
+
 def _head_only(spec, head, hidden, num_layers, linear_shapes, gen, leaf) -> Adapter:
     return Adapter(kind="bottleneck", head=head, hidden_size=hidden, bottleneck_config=BottleneckConfig())
 
@@ -98,6 +120,9 @@ for _kind in (
     TrainingKind("seq_bn", _bottleneck, write_adapterhub),
     TrainingKind("double_seq_bn", _bottleneck, write_adapterhub),
     TrainingKind("lora", _lora, write_peft, sequence_pooling="pooler", head_activation=None, head_layers=1),
+    # learning rates: the usual ranges for these methods, checked by a smoke run only (not tuned)
+    TrainingKind("ia3", _ia3, write_ia3, default_lr=3e-3),
+    TrainingKind("prefix", _prefix, write_prefix, default_lr=5e-3),
     TrainingKind("head", _head_only, head_only=True),
     TrainingKind("full", _head_only, default_lr=5e-5, trains_backbone=True),
 ):

@@ -6,7 +6,8 @@ into the adapter's tensors. The only training-only piece is dropout on the head 
 
 Initialisation follows the libraries: AdapterHub "bert" init (normal(0, 0.02) weights, zero biases) for the
 bottleneck projections and the flex head; PEFT's default for LoRA (lora_A Kaiming-uniform with a=sqrt(5),
-lora_B zero) and normal(0, 0.02) for the classifier, as BertForSequenceClassification does.
+lora_B zero) and normal(0, 0.02) for the classifier, as BertForSequenceClassification does. IA3 vectors start
+at one (AdapterHub init_weights "ia3"); a flat prefix at N(0, 1) (AdapterHub's FlatPrefixTuning).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Spec:
     lora_targets: list[str] = field(default_factory=lambda: ["query", "value"])
     head_layers: int | None = None  # None: the task's default (a LoRA classifier always has 1)
     dropout: float = 0.1
+    prefix_length: int = 10
 
 
 def lora_sites(targets: list[str]) -> list[str]:

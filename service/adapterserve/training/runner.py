@@ -101,6 +101,7 @@ def _train(config: TrainConfig) -> int:
         labels=labels,
         reduction_factor=config.reduction_factor,
         lora_r=config.lora_r,
+        prefix_length=config.prefix_length,
         lora_alpha=config.lora_alpha,
         lora_targets=config.lora_targets,
         head_layers=config.head_layers,
