@@ -14,7 +14,14 @@ from .conftest import DATA_ARGS, parse
 
 @pytest.mark.parametrize(
     "kind,task",
-    [("seq_bn", "classification"), ("double_seq_bn", "multilabel"), ("lora", "tagging"), ("lora", "classification")],
+    [
+        ("seq_bn", "classification"),
+        ("double_seq_bn", "multilabel"),
+        ("lora", "tagging"),
+        ("lora", "classification"),
+        ("ia3", "classification"),
+        ("prefix", "tagging"),
+    ],
 )
 def test_train_writes_a_servable_folder_and_eval_json(train_cli, data_dir, tmp_path, tiny_backbone, kind, task):
     out = tmp_path / "out"
