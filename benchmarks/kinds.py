@@ -1,12 +1,14 @@
 """A mixed batch of bottleneck, LoRA, IA3 and prefix rows vs one adapter: in-process rows/s, paired.
 
-    python -m benchmarks.kinds [--backbone PATH] [--seconds 60] [--batch 64] [--per-kind 4] [--json OUT]
+    python -m benchmarks.kinds [--backbone PATH] [--seconds 240] [--batch 64] [--per-kind 4] [--threads 1] [--json OUT]
 
 Adapters: `--per-kind` of each kind (seq_bn, LoRA r 8 on query/value, IA3 on key/value/intermediate,
 a flat prefix of 10 tokens), written by `adapterserve train`'s exporter with random weights and read back by
 the service's loader. Rows: tweet-length texts (benchmarks/corpus.py), pre-tokenized, batches of `--batch`.
-Cases run through adapterserve.engine.runner.run_rows (the service's batch path) and take turns batch by
-batch over the same batches (benchmarks/prototype.py `_interleaved`), so machine drift hits them alike:
+Cases run through adapterserve.engine.runner.run_rows (the service's batch path) with `--threads` torch
+threads (1: one inference worker of the service's CPU default) and take turns batch by batch over the same
+batches, so machine drift hits them alike; besides rows/s over the whole run, the ratio to the reference
+is also given as the median over rounds of the per-round ratio (robust to bursts of load from others):
 
 - 1 adapter (seq_bn): every row on one bottleneck adapter, the reference;
 - 1 adapter (lora / ia3 / prefix): every row on one adapter of that kind;
@@ -22,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -36,7 +40,7 @@ from adapterserve.training.export import export
 from adapterserve.training.model import Spec, build_adapter
 
 from .corpus import load_texts
-from .prototype import _interleaved
+from .server import cpu_counters
 
 KINDS = ("seq_bn", "lora", "ia3", "prefix")
 
@@ -59,15 +63,39 @@ def make_adapters(backbone, per_kind: int, seed: int) -> dict[str, list]:
     return out
 
 
+def interleaved(cases: dict, budget_s: float) -> tuple[dict, dict, int, float, float]:
+    """Per case: total rows/s and the per-round seconds; rounds, other processes' cores, steal cores."""
+    for fn, batches in cases.values():
+        fn(batches[0])  # warm-up
+    secs = {k: [] for k in cases}
+    rows = dict.fromkeys(cases, 0)
+    t0, i = time.perf_counter(), 0
+    (m0, st0), c0 = cpu_counters(), time.process_time()
+    while time.perf_counter() - t0 < budget_s or i < 2:
+        for name, (fn, batches) in cases.items():
+            b = batches[i % len(batches)]
+            t = time.perf_counter()
+            fn(b)
+            secs[name].append(time.perf_counter() - t)
+            rows[name] += len(b[0])
+        i += 1
+    wall = time.perf_counter() - t0
+    m1, st1 = cpu_counters()
+    others = max(0.0, (m1 - m0) - (time.process_time() - c0)) / wall
+    return {k: rows[k] / sum(v) for k, v in secs.items()}, secs, i, others, (st1 - st0) / wall
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbone", default=default_backbone())
-    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--seconds", type=float, default=240.0)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--per-kind", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
+    torch.set_num_threads(a.threads)
     bb = load_backbone(a.backbone, "cpu", "float32")
     adapters = make_adapters(bb, a.per_kind, a.seed)
     pool = [x for k in KINDS for x in adapters[k]]
@@ -94,19 +122,27 @@ def main() -> None:
             max_diff = max(max_diff, float((alone - got).abs().max()))
     cases = {f"1 adapter ({k})": (run, [(b, [adapters[k][0]] * len(b)) for b in batches]) for k in KINDS}
     cases[f"mixed kinds ({len(pool)} adapters, 4 kinds)"] = (run, mixed_batches)
-    measured, (others, steal) = _interleaved(cases, a.seconds)
-    base = measured["1 adapter (seq_bn)"][0]
+    measured, secs, rounds, others, steal = interleaved(cases, a.seconds)
+    ref = "1 adapter (seq_bn)"
+    base = measured[ref]
+    # the same batch index in every case each round: a per-round ratio compares like with like
+    per_round = {k: statistics.median(r / t for r, t in zip(secs[ref], v)) for k, v in secs.items()}
     result = {
         "backbone": a.backbone,
         "texts": source,
         "batch": a.batch,
         "seconds": a.seconds,
+        "rounds": rounds,
         "torch_threads": torch.get_num_threads(),
         "mixed_vs_alone_max_abs_diff": max_diff,
         "others_cpu_cores": round(others, 3),
         "steal_cores": round(steal, 3),
         "cases": {
-            k: {"rows_per_s": round(v[0], 2), "vs_1_adapter_seq_bn": round(v[0] / base, 3), "padding": round(v[1], 4)}
+            k: {
+                "rows_per_s": round(v, 2),
+                "vs_ref_total": round(v / base, 3),
+                "vs_ref_median_round": round(per_round[k], 3),
+            }
             for k, v in measured.items()
         },
     }
