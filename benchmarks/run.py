@@ -679,9 +679,11 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.render:
+        from .kinds import carry_section
         from .report import render
 
-        Path(args.out).write_text(render(json.loads(Path(args.render).read_text())))
+        out = Path(args.out)
+        out.write_text(carry_section(out, render(json.loads(Path(args.render).read_text()))))
         log(f"wrote {args.out} from {args.render}")
         return 0
     cfg = make_config(args)
@@ -774,7 +776,9 @@ def main(argv=None) -> int:
     doc = render(results)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(doc)
+    from .kinds import carry_section  # its own command writes that section: a rerun here keeps it
+
+    out.write_text(carry_section(out, doc))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     print(summary_table(results))

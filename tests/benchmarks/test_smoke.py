@@ -271,3 +271,28 @@ def test_real_server_subprocess_and_metrics(tmp_path):
         assert stats["adapters_per_batch"] == 1.0  # per-adapter batches never mix
         assert server.memory()["VmHWM"] > 0 and server.sampler.peak > 0 and res.server_cpu_s >= 0
     assert server.proc.poll() is not None
+
+
+def test_kinds_benchmark_runs_every_case_and_keeps_its_section(tmp_path):
+    """benchmarks.kinds on the tiny backbone: every case measured, the mixed batch exact, its page section
+    written once and carried over when the rest of the page is regenerated (never a timing assertion)."""
+    from benchmarks.kinds import SECTION, carry_section
+    from benchmarks.kinds import main as kinds_main
+
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n\n## Other\n\ntext\n")
+    args = ["--backbone", str(TINY), "--seconds", "0", "--batch", "4", "--per-kind", "1", "--markdown", str(page)]
+    r = kinds_main(args)
+    assert set(r["cases"]) == {
+        "1 adapter (seq_bn)",
+        "1 adapter (lora)",
+        "1 adapter (ia3)",
+        "1 adapter (prefix)",
+        "mixed kinds (4 adapters, 4 kinds)",
+    }
+    assert r["mixed_vs_alone_max_abs_diff"] <= 1e-5 and r["rounds"] >= 2
+    kinds_main(args)  # a second run replaces the section rather than adding another
+    doc = page.read_text()
+    assert doc.count(SECTION) == 1 and "## Other" in doc and "mixed kinds" in doc
+    regenerated = carry_section(page, "# Benchmarks\n\n## Other\n\nnew text\n")
+    assert regenerated.count(SECTION) == 1 and "new text" in regenerated
