@@ -40,8 +40,8 @@ from adapterserve.engine.runner import run_rows
 from adapterserve.engine.tokenize import tokenize
 from adapterserve.formats import load_adapter
 from adapterserve.settings import default_backbone
-from adapterserve.training.export import export
-from adapterserve.training.model import Spec, build_adapter
+from adapterserve.training.kinds import build_adapter, export
+from adapterserve.training.model import Spec
 
 from .corpus import load_texts
 from .server import cpu_counters
