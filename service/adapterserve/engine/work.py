@@ -22,12 +22,17 @@ class WorkItem:
     enqueued: float = field(default_factory=time.monotonic)
 
     @property
+    def virtual_tokens(self) -> int:
+        """Prompt tokens the runner puts before each row (PEFT prompt tuning): they cost like text tokens."""
+        return 0 if self.adapter is None else self.adapter.virtual_tokens
+
+    @property
     def tokens(self) -> int:
-        return sum(len(r) for r in self.rows)
+        return sum(len(r) for r in self.rows) + self.virtual_tokens * len(self.rows)
 
     @property
     def max_len(self) -> int:
-        return max(len(r) for r in self.rows)
+        return max(len(r) for r in self.rows) + self.virtual_tokens
 
 
 @dataclass(frozen=True)
