@@ -39,3 +39,9 @@ def test_cut_keeps_order_and_bounds(lengths, size, tokens):
 def test_cut_by_tokens_not_only_rows():
     chunks = router(64, 100).cut(rows_of([10] * 50))
     assert [len(c) for c in chunks] == [10] * 5
+
+
+def test_cut_counts_prompt_tokens_before_each_row():
+    """A prompt-tuning adapter's rows each carry its virtual tokens: 10 + 10 tokens per row, 5 rows per 100."""
+    chunks = router(64, 100).cut(rows_of([10] * 50), virtual_tokens=10)
+    assert [len(c) for c in chunks] == [5] * 10

@@ -34,7 +34,7 @@ async def classify(
     async def work():
         loaded = await state.router.resolve(adapter, "classify")
         request.state.adapter_known = True
-        rows = await state.router.tokenize(texts, pairs, body.truncate, reserved=loaded.host.reserved_positions)
+        rows = await state.router.tokenize(texts, pairs, body.truncate, reserved=loaded.adapter.reserved_positions)
         return loaded, await state.router.run(adapter, loaded, rows, False, deadline)
 
     loaded, logits = await until_disconnected(request, work())

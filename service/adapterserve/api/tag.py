@@ -35,7 +35,7 @@ async def tag(
         loaded = await state.router.resolve(adapter, "tag")
         request.state.adapter_known = True
         rows = await state.router.tokenize(
-            texts, None, body.truncate, offsets=True, reserved=loaded.host.reserved_positions
+            texts, None, body.truncate, offsets=True, reserved=loaded.adapter.reserved_positions
         )
         return loaded, rows, await state.router.run(adapter, loaded, rows, True, deadline)
 

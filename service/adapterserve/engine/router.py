@@ -84,7 +84,7 @@ class Router:
         loop = asyncio.get_running_loop()
         items = []
         try:
-            for chunk in self.cut(rows):
+            for chunk in self.cut(rows, 0 if snapshot is None else snapshot.adapter.virtual_tokens):
                 item = WorkItem(key, snapshot, chunk, tagging, deadline, loop.create_future())
                 self.batcher.submit(item)
                 items.append(item)
@@ -101,16 +101,17 @@ class Router:
                     item.future.cancel()
         return [r for chunk in results for r in chunk]
 
-    def cut(self, rows: list[Encoded]) -> list[list[Encoded]]:
-        """Consecutive runs of rows, each within max_batch_size rows and max_batch_tokens padded tokens."""
+    def cut(self, rows: list[Encoded], virtual_tokens: int = 0) -> list[list[Encoded]]:
+        """Consecutive runs of rows, each within max_batch_size rows and max_batch_tokens padded tokens
+        (`virtual_tokens`: the prompt tokens the runner puts before each row of a prompt-tuning adapter)."""
         chunks: list[list[Encoded]] = []
         chunk: list[Encoded] = []
         longest = 0
         for row in rows:
-            grown = max(longest, len(row))
+            grown = max(longest, len(row) + virtual_tokens)
             if chunk and (len(chunk) + 1 > self.max_batch_size or (len(chunk) + 1) * grown > self.max_batch_tokens):
                 chunks.append(chunk)
-                chunk, grown = [], len(row)
+                chunk, grown = [], len(row) + virtual_tokens
             chunk.append(row)
             longest = grown
         if chunk:

@@ -24,7 +24,7 @@ class WorkItem:
     @property
     def virtual_tokens(self) -> int:
         """Prompt tokens the runner puts before each row (PEFT prompt tuning): they cost like text tokens."""
-        return 0 if self.adapter is None else self.adapter.virtual_tokens
+        return 0 if self.adapter is None else self.adapter.adapter.virtual_tokens
 
     @property
     def tokens(self) -> int:
