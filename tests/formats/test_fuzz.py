@@ -34,6 +34,12 @@ CASES = [
     "peft_lora_bias_all",
     "peft_token_cls",
     "peft_lora_bin",
+    "ah_ia3",
+    "ah_prefix",
+    "ah_prefix_flat",
+    "peft_ia3",
+    "peft_prefix",
+    "peft_prompt_text",
 ]
 SEED = 20261129
 

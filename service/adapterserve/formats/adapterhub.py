@@ -195,7 +195,8 @@ def _read_head_folder(folder: Path, hidden: int, sidecar: dict) -> Head:
 
 def _architecture(data: dict) -> str | None:
     raw = data.get("config")
-    return raw.get("architecture") if isinstance(raw, dict) else None
+    arch = raw.get("architecture") if isinstance(raw, dict) else None
+    return arch if isinstance(arch, str) else None  # anything else: the bottleneck reader names the problem
 
 
 def _ia3(cfg: dict, tensors: dict, hidden: int, num_layers: int, shapes: dict) -> dict:

@@ -61,7 +61,7 @@ def _ia3_config(cfg: dict) -> float:
         raise UnsupportedAdapter("adapter_config.json: VeRA is not served", key="vera_d")
     alpha = float(_number(cfg, "alpha", 1))
     matrices = cfg.get("attn_matrices", ["k", "v"])
-    if not isinstance(matrices, list) or not set(matrices) <= set(ATTN):
+    if not isinstance(matrices, list) or not all(isinstance(m, str) and m in ATTN for m in matrices):
         raise InvalidAdapter(f"adapter_config.json: attn_matrices must list q, k, v; got {matrices!r}")
     return alpha
 

@@ -135,11 +135,12 @@ PEFT_TYPES = {"IA3": load_ia3, "PREFIX_TUNING": load_prefix, "PROMPT_TUNING": lo
 def load(folder: Path, hidden_size: int, num_layers: int, linear_shapes: dict[str, tuple[int, int]]) -> Adapter:
     """The PEFT format's loader: these types here, LORA (and refusals of anything else) in peft.py."""
     cfg = read_json(folder / "adapter_config.json")
-    loader = PEFT_TYPES.get(cfg.get("peft_type"))
+    peft_type = cfg.get("peft_type")
+    loader = PEFT_TYPES.get(peft_type) if isinstance(peft_type, str) else None
     if loader is None:
         return peft.load(folder, hidden_size, num_layers, linear_shapes)
     task_type = cfg.get("task_type")
-    if task_type not in PEFT_TASK_TYPES:
+    if not isinstance(task_type, str) or task_type not in PEFT_TASK_TYPES:
         raise UnsupportedAdapter(f"PEFT task_type {task_type!r} is not served; use SEQ_CLS or TOKEN_CLS")
     adapter = loader(cfg, folder, hidden_size, num_layers, linear_shapes)
     base = cfg.get("base_model_name_or_path")
@@ -152,9 +153,9 @@ def describe(folder: Path) -> dict:
     """What the listing shows, from the config alone (LORA: peft.describe)."""
     cfg = read_json(folder / "adapter_config.json")
     peft_type = cfg.get("peft_type")
-    if peft_type not in PEFT_TYPES:
+    if not isinstance(peft_type, str) or peft_type not in PEFT_TYPES:
         return peft.describe(folder)
-    if cfg.get("task_type") not in PEFT_TASK_TYPES:
+    if not isinstance(cfg.get("task_type"), str) or cfg["task_type"] not in PEFT_TASK_TYPES:
         raise UnsupportedAdapter(f"PEFT task_type {cfg.get('task_type')!r} is not served; use SEQ_CLS or TOKEN_CLS")
     if first_existing(folder, WEIGHTS) is None:
         raise InvalidAdapter(f"the folder has no adapter weights ({' or '.join(WEIGHTS)})")
