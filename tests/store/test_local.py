@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from adapterserve.errors import AdapterNotFound, InvalidName
@@ -78,3 +80,26 @@ def test_local_copy_is_the_version_folder(tmp_path):
     info = s.publish("x", GOLDEN / "ah_seq_bn" / "adapter")
     assert s.local_copy("x", info.version) == s.fetch("x", info.version)
     assert s.local_copy("x", "0123456789abcdef") is None
+
+
+def test_publish_that_loses_a_race_to_an_identical_upload_succeeds(tmp_path, monkeypatch):
+    """Between our existence check and our rename another process publishes the same content: renaming onto
+    its non-empty folder fails with ENOTEMPTY, and the publish still succeeds with that version."""
+    import os
+    import shutil
+
+    from adapterserve.store import local
+
+    store = open_store(str(tmp_path / "store"))
+    real_replace = os.replace
+
+    def racing_replace(src, dst):
+        if Path(dst).parent.name == "versions" and not Path(dst).exists():
+            shutil.copytree(src, dst)  # the other upload lands first
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(local.os, "replace", racing_replace)
+    info = store.publish("race", GOLDEN / "ah_seq_bn" / "adapter")
+    monkeypatch.undo()
+    assert store.current("race").version == info.version
+    assert not [p for p in (tmp_path / "store" / "race" / "versions").iterdir() if p.name.startswith(".incoming")]

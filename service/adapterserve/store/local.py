@@ -8,6 +8,7 @@ folder dropped in as <root>/<name>/ (no versions/) is served as one implicit ver
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -127,8 +128,12 @@ class LocalStore(AdapterStore):
                 if content_hash(tmp) != digest:  # read back what we wrote
                     raise OSError(f"read-back of {name}@{version} does not match what was uploaded")
                 os.replace(tmp, target)
-            except FileExistsError:
-                shutil.rmtree(tmp, ignore_errors=True)  # a racing identical upload won: same content
+            except OSError as e:
+                shutil.rmtree(tmp, ignore_errors=True)
+                # A racing identical upload won (same content): renaming onto its folder fails with EEXIST
+                # or, for a non-empty folder, ENOTEMPTY.
+                if not (e.errno in (errno.EEXIST, errno.ENOTEMPTY) and target.is_dir()):
+                    raise
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
