@@ -94,7 +94,7 @@ def test_publish_that_loses_a_race_to_an_identical_upload_succeeds(tmp_path, mon
     real_replace = os.replace
 
     def racing_replace(src, dst):
-        if Path(dst).parent.name == "versions" and not Path(dst).exists():
+        if Path(src).is_dir() and Path(dst).parent.name == "versions" and not Path(dst).exists():
             shutil.copytree(src, dst)  # the other upload lands first
         return real_replace(src, dst)
 
