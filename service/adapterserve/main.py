@@ -7,37 +7,18 @@ import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from . import __version__
-from .api import adapters, admin, classify, embed, health, tag
+from .api import adapters, admin, classify, embed, health, openai_compat, tag
 from .api.middleware import RequestMiddleware
+from .api.responses import install_error_handlers
 from .engine.threads import helper_pool
-from .errors import AdapterServeError, Overloaded
 from .replicas import start_store_watcher
 from .settings import Settings, load_settings
 from .state import AppState, build_state, freeze_heap, warm_up
 
 log = logging.getLogger(__name__)
-
-
-def _error_response(
-    status: int, code: str, message: str, details: dict | None = None, headers: dict | None = None
-) -> JSONResponse:
-    body = {"error": code, "message": message}
-    if details:
-        body["details"] = details
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _validation_message(errors) -> str:
-    parts = []
-    for e in errors[:5]:
-        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
-        parts.append(f"{loc}: {e.get('msg')}")
-    return "; ".join(parts)
 
 
 def create_app(
@@ -79,24 +60,8 @@ def create_app(
     )
     app.state.adapterserve = None
 
-    @app.exception_handler(AdapterServeError)
-    async def domain_error(request: Request, exc: AdapterServeError):
-        headers = None
-        if isinstance(exc, Overloaded):
-            headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
-        return _error_response(exc.status_code, exc.code, exc.message, exc.details or None, headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError):
-        errors = exc.errors()
-        return _error_response(
-            422,
-            "validation_error",
-            _validation_message(errors),
-            {"errors": [{k: e.get(k) for k in ("loc", "msg", "type")} for e in errors[:20]]},
-        )
-
-    for module in (classify, tag, embed, adapters, admin, health):
+    install_error_handlers(app)
+    for module in (classify, tag, embed, openai_compat, adapters, admin, health):
         app.include_router(module.router)
     app.add_middleware(RequestMiddleware, get_state=lambda: app.state.adapterserve)
     return app

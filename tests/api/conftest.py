@@ -71,3 +71,15 @@ def golden_files(case: str) -> list[tuple[str, tuple[str, bytes]]]:
 def copy_golden(case: str, dest):
     shutil.copytree(GOLDEN / case / "adapter", dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory):
+    """A real `adapterserve serve` (uvicorn) on 127.0.0.1 with the golden adapters: what the real client
+    packages (huggingface_hub, openai, tritonclient) talk to."""
+    from ..serverproc import ServerProcess
+
+    store = tmp_path_factory.mktemp("live") / "store"
+    publish_golden(str(store))
+    with ServerProcess(str(store), str(TINY), admin_token=TOKEN, warmup="false", max_wait_ms=1) as server:
+        yield server

@@ -49,7 +49,8 @@ def test_ready_is_503_while_draining_but_live_stays_200(client):
     state.draining = True
     try:
         r = client.get("/health/ready")
-        assert r.status_code == 503 and r.json()["status"] == "draining"
+        assert r.status_code == 503 and r.json()["details"]["status"] == "draining"
+        assert r.headers["Retry-After"] == "1"
         assert client.get("/health/live").status_code == 200
     finally:
         state.draining = False

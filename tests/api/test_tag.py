@@ -73,6 +73,14 @@ def test_tag_peft_token_classification(client):
     assert len(r.json()[0]) == 3
 
 
-@pytest.mark.parametrize("body", [{"inputs": []}, {"inputs": "x", "aggregation": "max"}, {"inputs": [["a", "b"]]}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"inputs": []},
+        {"inputs": "x", "aggregation": "maximum"},
+        {"inputs": "x", "parameters": {"stride": 4}},
+        {"inputs": [["a", "b"]]},
+    ],
+)
 def test_tag_bad_bodies(client, body):
     assert client.post("/tag?adapter=ner", json=body).status_code == 422

@@ -18,10 +18,12 @@ from ..formats.describe import describe_folder
 from ..state import AppState
 from ..store import VersionInfo, not_found, validate_name
 from .deps import get_state
+from .middleware import metric_route
+from .responses import errors
 from .schemas import AdapterInfo, AdapterList
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["adapters"])
+router = APIRouter(tags=["adapters"], route_class=metric_route("adapters"))
 
 
 def _describe(adapter) -> dict:
@@ -79,7 +81,7 @@ def _listed(state: AppState, name: str) -> AdapterInfo | None:
         )
 
 
-@router.get("/adapters", response_model=AdapterList, summary="All adapters in the store")
+@router.get("/adapters", response_model=AdapterList, summary="All adapters in the store", responses=errors(503))
 async def list_adapters(state: AppState = Depends(get_state)):
     def work():
         return [entry for name in state.store.names() if (entry := _listed(state, name)) is not None]
@@ -87,7 +89,7 @@ async def list_adapters(state: AppState = Depends(get_state)):
     return AdapterList(adapters=await asyncio.to_thread(work))
 
 
-@router.get("/adapters/{name}", response_model=AdapterInfo, summary="One adapter")
+@router.get("/adapters/{name}", response_model=AdapterInfo, summary="One adapter", responses=errors(404, 422, 503))
 async def get_adapter(name: str, state: AppState = Depends(get_state)):
     validate_name(name)
     return await asyncio.to_thread(_describe_sync, state, name)

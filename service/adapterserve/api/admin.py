@@ -26,10 +26,18 @@ from ..state import AppState
 from ..store import validate_name
 from .audit import audit_trail
 from .deps import get_state, require_admin
+from .middleware import metric_route
+from .responses import errors
 from .schemas import UploadResult
 from .upload import receive_files
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(audit_trail), Depends(require_admin)])
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[Depends(audit_trail), Depends(require_admin)],
+    route_class=metric_route("admin"),
+    responses=errors(401, 403, 404, 422, 503),
+)
 
 
 def _write_labels(folder: Path, value: str) -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import Request
+from fastapi import Request, Response
 
+from ..snapshot import Snapshot
+from ..engine.tokenize import Encoded
 from ..errors import AdapterServeError, PayloadTooLarge
 from ..settings import Settings
+from ..state import AppState
+from ..store import validate_name
 
 log = logging.getLogger("adapterserve.requests")
 
@@ -63,3 +67,36 @@ def check_texts(settings: Settings, texts: list[str], pairs: list[str] | None = 
                 chars=len(t),
                 limit=settings.max_input_chars,
             )
+
+
+async def run_adapter(
+    request: Request,
+    response: Response,
+    state: AppState,
+    adapter: str,
+    route: str,
+    texts: list[str],
+    pairs: list[str] | None = None,
+    *,
+    truncate: bool = True,
+    tagging: bool = False,
+) -> tuple[Snapshot, list[Encoded], list]:
+    """The skeleton every adapter route shares: check limits, resolve the adapter for this route's tasks,
+    tokenize, run in the batcher under the request's deadline, cancel if the caller leaves, and name the
+    version that answered (X-Adapter-Version). Returns (adapter, rows, logits per row)."""
+    request.state.adapter = validate_name(adapter)
+    check_texts(state.settings, texts, pairs)
+    deadline = state.router.deadline()
+
+    async def work():
+        loaded = await state.router.resolve(adapter, route)
+        request.state.adapter_known = True
+        # Prompt/prefix adapters take positions of the backbone's limit (reserved_positions).
+        rows = await state.router.tokenize(
+            texts, pairs, truncate, offsets=tagging, reserved=loaded.adapter.reserved_positions
+        )
+        return loaded, rows, await state.router.run(adapter, loaded, rows, tagging, deadline)
+
+    loaded, rows, logits = await until_disconnected(request, work())
+    response.headers["X-Adapter-Version"] = loaded.version
+    return loaded, rows, logits

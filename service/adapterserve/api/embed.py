@@ -1,21 +1,28 @@
-"""POST /embed and the OpenAI-style POST /v1/embeddings: the backbone's own sentence embeddings.
+"""POST /embed (Hugging Face / TEI conventions): the backbone's own sentence embeddings.
 
 These rows need no adapter and share batches with adapter rows.
 """
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from fastapi import APIRouter, Depends, Request
 
+from ..errors import BadRequest
 from ..state import AppState
 from .common import check_texts, until_disconnected
 from .deps import get_state
-from .schemas import EmbedRequest, OpenAIEmbeddingRequest
+from .middleware import metric_route
+from .responses import errors
+from .schemas import EmbedRequest
 
-router = APIRouter(tags=["embeddings"])
+router = APIRouter(tags=["embeddings"], route_class=metric_route("embed"))
+EMBED_ERRORS = errors(413, 422, 429, 499, 503, 504)
 
 
-async def _embed(state: AppState, request: Request, texts: list[str], truncate: bool):
+async def embed_texts(state: AppState, request: Request, texts: list[str], truncate: bool):
+    """(rows, vectors) for texts, under the request's deadline; cancelled if the caller leaves."""
     check_texts(state.settings, texts)
     deadline = state.router.deadline()
 
@@ -26,20 +33,16 @@ async def _embed(state: AppState, request: Request, texts: list[str], truncate: 
     return await until_disconnected(request, work())
 
 
-@router.post("/embed", response_model=list[list[float]], summary="Sentence embeddings of the backbone")
+@router.post(
+    "/embed", response_model=list[list[float]], summary="Sentence embeddings of the backbone", responses=EMBED_ERRORS
+)
 async def embed(body: EmbedRequest, request: Request, state: AppState = Depends(get_state)):
-    _, vectors = await _embed(state, request, body.texts(), body.truncate)
-    return [v.tolist() for v in vectors]
-
-
-@router.post("/v1/embeddings", summary="OpenAI-compatible embeddings")
-async def openai_embeddings(body: OpenAIEmbeddingRequest, request: Request, state: AppState = Depends(get_state)):
-    texts = [body.input] if isinstance(body.input, str) else list(body.input)
-    rows, vectors = await _embed(state, request, texts, True)
-    tokens = sum(len(r) for r in rows)
-    return {
-        "object": "list",
-        "model": body.model or state.backbone.info.name,
-        "data": [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)],
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
+    if body.normalize is False and state.backbone.info.normalize:
+        raise BadRequest(
+            "this backbone's sentence-transformers config normalizes its embeddings; "
+            '"normalize": false cannot be honoured: leave it out'
+        )
+    _, vectors = await embed_texts(state, request, body.texts(), body.truncate)
+    if body.normalize:
+        vectors = [F.normalize(v.float(), dim=-1) for v in vectors]
+    return [torch.as_tensor(v).tolist() for v in vectors]

@@ -6,7 +6,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-router = APIRouter(tags=["operations"])
+from .middleware import metric_route
+from .responses import error_response, errors
+
+router = APIRouter(tags=["operations"], route_class=metric_route("health"))
+metrics_router = APIRouter(tags=["operations"], route_class=metric_route("metrics"))
+
+
+def _not_ready(status: str) -> JSONResponse:
+    return error_response(503, "unavailable", f"not ready: {status}", {"status": status}, {"Retry-After": "1"})
 
 
 @router.get("/health/live", summary="The process runs (never fails because of load)")
@@ -14,19 +22,30 @@ async def live():
     return {"status": "alive"}
 
 
-@router.get("/health/ready", summary="The backbone is loaded and warm, the batcher runs, and we are not draining")
+@router.get(
+    "/health/ready",
+    summary="The backbone is loaded and warm, the batcher runs, and we are not draining",
+    responses=errors(503),
+)
 async def ready(request: Request):
     state = getattr(request.app.state, "adapterserve", None)
     if state is None:
-        return JSONResponse({"status": "starting"}, status_code=503)
+        return _not_ready("starting")
     if state.draining:
-        return JSONResponse({"status": "draining"}, status_code=503)
+        return _not_ready("draining")
     if not state.ready or not state.batcher.running:
-        return JSONResponse({"status": "starting"}, status_code=503)
+        return _not_ready("starting")
     return {"status": "ready", "backbone": state.backbone.info.name, "device": str(state.backbone.device)}
 
 
-@router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+@metrics_router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}, "description": "Prometheus text"}
+    },
+)
 async def metrics(request: Request):
     state = request.app.state.adapterserve
     m = state.metrics
@@ -36,3 +55,6 @@ async def metrics(request: Request):
         m.adapters_resident.labels(tier).set(n)
     m.ready.set(1 if state.ready and not state.draining else 0)
     return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+router.include_router(metrics_router)

@@ -11,23 +11,22 @@ import re
 import time
 import uuid
 
+from fastapi.routing import APIRoute
+
 from ..errors import PayloadTooLarge
 
 log = logging.getLogger("adapterserve.access")
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-ROUTES = {"/classify": "classify", "/tag": "tag", "/embed": "embed", "/v1/embeddings": "embed"}
 
 
-def route_label(path: str) -> str:
-    if path in ROUTES:
-        return ROUTES[path]
-    if path.startswith("/admin/"):
-        return "admin"
-    if path.startswith("/adapters"):
-        return "adapters"
-    if path.startswith("/health"):
-        return "health"
-    return "metrics" if path == "/metrics" else "other"
+def metric_route(label: str) -> type[APIRoute]:
+    """A route class whose requests are counted under `label`: routers pass it as route_class, and the
+    middleware reads the label from the route Starlette matched (unmatched paths count as "other")."""
+    return type(f"{label.title()}Route", (APIRoute,), {"metric_label": label})
+
+
+def route_label(scope) -> str:
+    return getattr(scope.get("route"), "metric_label", "other")
 
 
 class RequestMiddleware:
@@ -44,7 +43,6 @@ class RequestMiddleware:
         if not REQUEST_ID_RE.match(rid):
             rid = uuid.uuid4().hex
         path = scope.get("path", "")
-        route = route_label(path)
         started = time.monotonic()
         status = {"code": 500}
         settings = state.settings if state else None
@@ -53,43 +51,66 @@ class RequestMiddleware:
             limit = settings.max_upload_bytes if path.startswith("/admin/") else settings.max_body_bytes
         length = headers.get("content-length", "")
 
+        over = {"limit": False, "replaced": False}
+
         async def send_wrapper(message):
+            if over["replaced"]:
+                return  # the app's own answer to a body we cut off: the 413 below went instead
+            if message["type"] == "http.response.start" and over["limit"] and message["status"] != 413:
+                # The body went over the limit while the app read it (chunked, no Content-Length): whatever
+                # the reader made of the cut-off stream (400, 422), the answer is 413.
+                over["replaced"] = True
+                await self._too_large(send_wrapper_raw, limit)
+                return
+            await send_wrapper_raw(message)
+
+        async def send_wrapper_raw(message):
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+                status["code"], status["sent"] = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
             await send(message)
 
         if limit is not None and length.isdigit() and int(length) > limit:
-            body = json.dumps(
-                {
-                    "error": "payload_too_large",
-                    "message": f"request body of {length} bytes exceeds the limit of {limit}",
-                }
-            ).encode()
-            await send_wrapper(
-                {"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]}
-            )
-            await send({"type": "http.response.body", "body": body})
-            self._record(state, scope, route, 413, started, rid)
-        else:
-            received = {"n": 0}
+            await self._too_large(send_wrapper_raw, limit, length)
+            self._record(state, scope, 413, started, rid)
+            return
+        received = {"n": 0}
 
-            async def receive_wrapper():
-                message = await receive()
-                if message["type"] == "http.request" and limit is not None:
-                    received["n"] += len(message.get("body", b""))
-                    if received["n"] > limit:
-                        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-                return message
+        async def receive_wrapper():
+            message = await receive()
+            if message["type"] == "http.request" and limit is not None:
+                received["n"] += len(message.get("body", b""))
+                if received["n"] > limit:
+                    over["limit"] = True
+                    raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            return message
 
-            scope.setdefault("state", {})["request_id"] = rid
-            try:
-                await self.app(scope, receive_wrapper, send_wrapper)
-            finally:
-                self._record(state, scope, route, status["code"], started, rid)
+        scope.setdefault("state", {})["request_id"] = rid
+        try:
+            await self.app(scope, receive_wrapper, send_wrapper)
+        except PayloadTooLarge:
+            if status.get("sent"):
+                raise
+            await self._too_large(send_wrapper_raw, limit)
+        finally:
+            self._record(state, scope, status["code"], started, rid)
 
-    def _record(self, state, scope, route, code, started, rid):
+    @staticmethod
+    async def _too_large(send, limit, length: str | None = None) -> None:
+        size = f"request body of {length} bytes" if length else "request body"
+        body = json.dumps(
+            {
+                "error": "payload_too_large",
+                "message": f"{size} exceeds the limit of {limit} bytes",
+                "details": {"limit": limit},
+            }
+        ).encode()
+        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _record(self, state, scope, code, started, rid):
+        route = route_label(scope)
         seconds = time.monotonic() - started
         st = scope.get("state", {})
         adapter = st.get("adapter")

@@ -4,44 +4,38 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from ..engine.postprocess import tag_entities, tag_tokens
+from ..engine.postprocess import tag
 from ..state import AppState
-from ..store import validate_name
-from .common import check_texts, until_disconnected
+from ..store import NAME_PATTERN
+from .classify import INFERENCE_ERRORS
+from .common import run_adapter
 from .deps import get_state
+from .middleware import metric_route
 from .schemas import Entity, TagRequest, TokenTag
 
-router = APIRouter(tags=["inference"])
+router = APIRouter(tags=["inference"], route_class=metric_route("tag"))
 
 
 @router.post(
     "/tag",
-    response_model=list[list[Entity]] | list[list[TokenTag]],
+    response_model=list[list[Entity]] | list[list[TokenTag]] | list[Entity] | list[TokenTag],
     summary="Tag tokens (NER and similar) with a tagging adapter",
+    description="One list per input. A single string sent with Hugging Face `parameters` answers one flat list, "
+    "as the transformers pipeline and `InferenceClient.token_classification` expect.",
+    responses=INFERENCE_ERRORS,
 )
-async def tag(
+async def tag_texts(
     body: TagRequest,
     request: Request,
     response: Response,
-    adapter: str = Query(..., description="adapter name", examples=["ner"]),
+    adapter: str = Query(..., description="adapter name", examples=["ner"], pattern=NAME_PATTERN, max_length=128),
     state: AppState = Depends(get_state),
 ):
-    request.state.adapter = validate_name(adapter)
     texts = body.texts()
-    check_texts(state.settings, texts)
-    deadline = state.router.deadline()
-
-    async def work():
-        loaded = await state.router.resolve(adapter, "tag")
-        request.state.adapter_known = True
-        rows = await state.router.tokenize(
-            texts, None, body.truncate, offsets=True, reserved=loaded.adapter.reserved_positions
-        )
-        return loaded, rows, await state.router.run(adapter, loaded, rows, True, deadline)
-
-    loaded, rows, logits = await until_disconnected(request, work())
-    response.headers["X-Adapter-Version"] = loaded.version
-    labels = loaded.adapter.labels
-    if body.aggregation == "none":
-        return [tag_tokens(enc, lg, labels, state.backbone.tokenizer) for enc, lg in zip(rows, logits)]
-    return [tag_entities(t, enc, lg, labels) for t, enc, lg in zip(texts, rows, logits)]
+    strategy, ignore = body.options()
+    loaded, rows, logits = await run_adapter(
+        request, response, state, adapter, "tag", texts, truncate=body.truncate, tagging=True
+    )
+    labels, tokenizer = loaded.adapter.labels, state.backbone.tokenizer
+    out = [tag(t, enc, lg, labels, tokenizer, strategy, ignore) for t, enc, lg in zip(texts, rows, logits)]
+    return out[0] if isinstance(body.inputs, str) and body.parameters is not None else out

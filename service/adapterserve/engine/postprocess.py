@@ -7,77 +7,149 @@ import torch
 from .. import tasks
 from .tokenize import Encoded
 
+SCORE_FUNCTIONS = {
+    "softmax": lambda x: torch.softmax(x, dim=-1),
+    "sigmoid": torch.sigmoid,
+    "none": lambda x: x,
+}
 
-def rank_labels(logits: torch.Tensor, labels: list[str], task: str, top_k: int | None, raw_scores: bool) -> list[dict]:
-    values = logits if raw_scores else tasks.get(task).scores(logits)
+
+def rank_labels(
+    logits: torch.Tensor, labels: list[str], task: str, top_k: int | None, function: str | None = None
+) -> list[dict]:
+    """Labels best first. `function` (softmax, sigmoid, none) overrides the task's own scores, as the
+    Hugging Face `function_to_apply` parameter does."""
+    values = tasks.get(task).scores(logits) if function is None else SCORE_FUNCTIONS[function](logits)
     order = torch.argsort(values, descending=True).tolist()
     if top_k is not None:
         order = order[:top_k]
     return [{"label": labels[i], "score": float(values[i])} for i in order]
 
 
-def _entity_type(label: str) -> tuple[str, str]:
-    """('B'|'I'|'', type) for IOB labels; plain labels are their own type; 'O' is outside."""
-    if label == "O":
-        return "O", ""
-    if len(label) > 2 and label[1] in "-_" and label[0] in "BIES":
-        return label[0], label[2:]
-    return "", label
+# Tagging follows transformers' TokenClassificationPipeline (postprocess, aggregate, group_entities), so Hugging
+# Face clients get the answers they would get from the pipeline: the same strategies, grouping and scores.
 
 
-def tag_tokens(enc: Encoded, logits: torch.Tensor, labels: list[str], tokenizer) -> list[dict]:
-    probs = torch.softmax(logits, dim=-1)
-    best = probs.max(dim=-1)
-    out = []
+def _pieces(text: str, enc: Encoded, logits: torch.Tensor, tokenizer) -> list[dict]:
+    """One entry per non-special token: its probabilities, span, and whether it continues a word."""
+    probs = torch.softmax(logits.float(), dim=-1)
     tokens = tokenizer.convert_ids_to_tokens(enc.input_ids)
+    word_aware = bool(
+        getattr(getattr(getattr(tokenizer, "_tokenizer", None), "model", None), "continuing_subword_prefix", None)
+    )
+    out = []
     for i, tok in enumerate(tokens):
         if enc.special and enc.special[i]:
             continue
-        start, end = enc.offsets[i]
-        out.append(
-            {
-                "token": tok,
-                "label": labels[int(best.indices[i])],
-                "score": float(best.values[i]),
-                "start": int(start),
-                "end": int(end),
-            }
-        )
+        start, end = (int(x) for x in enc.offsets[i])
+        ref = text[start:end]
+        if word_aware:
+            is_subword = len(tok) != len(ref)
+        else:
+            is_subword = start > 0 and " " not in text[start - 1 : start + 1]
+        if enc.input_ids[i] == tokenizer.unk_token_id:
+            tok, is_subword = ref, False
+        out.append({"index": i, "word": tok, "probs": probs[i], "start": start, "end": end, "is_subword": is_subword})
     return out
 
 
-def tag_entities(text: str, enc: Encoded, logits: torch.Tensor, labels: list[str]) -> list[dict]:
-    """Word pieces merge into words (a word takes its first piece's label), then B-/I- spans merge."""
-    probs = torch.softmax(logits, dim=-1)
-    best = probs.max(dim=-1)
-    words: list[tuple[str, float, int, int]] = []  # label, score, start, end
-    last_word = object()
-    for i in range(len(enc.input_ids)):
-        if enc.special and enc.special[i]:
-            continue
-        wid = enc.word_ids[i] if enc.word_ids else i
-        start, end = enc.offsets[i]
-        if wid == last_word and words:
-            label, score, s, _ = words[-1]
-            words[-1] = (label, score, s, int(end))
-        else:
-            words.append((labels[int(best.indices[i])], float(best.values[i]), int(start), int(end)))
-        last_word = wid
-    entities: list[dict] = []
-    current: dict | None = None
-    for label, score, start, end in words:
-        prefix, etype = _entity_type(label)
-        if prefix == "O":
-            current = None
-            continue
-        if current is not None and current["label"] == etype and prefix in ("I", "E", ""):
-            current["end"] = end
-            current["_scores"].append(score)
-            continue
-        current = {"label": etype, "start": start, "end": end, "_scores": [score]}
-        entities.append(current)
+def _token_entity(p: dict, labels: list[str]) -> dict:
+    best = int(p["probs"].argmax())
+    return {
+        "entity": labels[best],
+        "score": float(p["probs"][best]),
+        "index": p["index"],
+        "word": p["word"],
+        "start": p["start"],
+        "end": p["end"],
+    }
+
+
+def _word_entity(group: list[dict], labels: list[str], strategy: str, tokenizer) -> dict:
+    if strategy == "first":
+        probs = group[0]["probs"]
+    elif strategy == "max":
+        probs = max(group, key=lambda p: float(p["probs"].max()))["probs"]
+    else:  # average
+        probs = torch.stack([p["probs"] for p in group]).mean(dim=0)
+    best = int(probs.argmax())
+    return {
+        "entity": labels[best],
+        "score": float(probs[best]),
+        "word": tokenizer.convert_tokens_to_string([p["word"] for p in group]),
+        "start": group[0]["start"],
+        "end": group[-1]["end"],
+    }
+
+
+def _bi_tag(label: str) -> tuple[str, str]:
+    if label.startswith("B-"):
+        return "B", label[2:]
+    if label.startswith("I-"):
+        return "I", label[2:]
+    return "I", label  # not B-/I-: a continuation, as transformers reads it
+
+
+def _group(entities: list[dict], tokenizer) -> list[dict]:
+    groups: list[list[dict]] = []
     for e in entities:
-        s = e.pop("_scores")
-        e["score"] = sum(s) / len(s)
-        e["text"] = text[e["start"] : e["end"]]
-    return [{k: e[k] for k in ("label", "score", "start", "end", "text")} for e in entities]
+        bi, tag = _bi_tag(e["entity"])
+        if groups and bi != "B" and tag == _bi_tag(groups[-1][-1]["entity"])[1]:
+            groups[-1].append(e)
+        else:
+            groups.append([e])
+    return [
+        {
+            "entity_group": g[0]["entity"].split("-", 1)[-1],
+            "score": sum(e["score"] for e in g) / len(g),
+            "word": tokenizer.convert_tokens_to_string([e["word"] for e in g]),
+            "start": g[0]["start"],
+            "end": g[-1]["end"],
+        }
+        for g in groups
+    ]
+
+
+def tag(
+    text: str, enc: Encoded, logits: torch.Tensor, labels: list[str], tokenizer, strategy: str, ignore: list[str]
+) -> list[dict]:
+    """Tokens (strategy "none") or entities for one input, without the labels in `ignore`."""
+    pieces = _pieces(text, enc, logits, tokenizer)
+    if strategy in ("none", "simple"):
+        entities = [_token_entity(p, labels) for p in pieces]
+    else:
+        words: list[list[dict]] = []
+        for p in pieces:
+            if words and p["is_subword"]:
+                words[-1].append(p)
+            else:
+                words.append([p])
+        entities = [_word_entity(w, labels, strategy, tokenizer) for w in words]
+    if strategy == "none":
+        return [
+            {
+                "token": e["word"],
+                "label": e["entity"],
+                "score": e["score"],
+                "start": e["start"],
+                "end": e["end"],
+                "entity": e["entity"],
+                "word": e["word"],
+                "index": e["index"],
+            }
+            for e in entities
+            if e["entity"] not in ignore
+        ]
+    return [
+        {
+            "label": g["entity_group"],
+            "score": g["score"],
+            "start": g["start"],
+            "end": g["end"],
+            "text": text[g["start"] : g["end"]],
+            "entity_group": g["entity_group"],
+            "word": g["word"],
+        }
+        for g in _group(entities, tokenizer)
+        if g["entity_group"] not in ignore
+    ]

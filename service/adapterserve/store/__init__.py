@@ -1,6 +1,6 @@
 """Where adapter files live: one small interface, several backends registered by URL scheme."""
 
-from .base import AdapterStore, VersionInfo, not_found, validate_name
+from .base import NAME_PATTERN, AdapterStore, VersionInfo, not_found, validate_name
 from .registry import open_store, register_store
 
-__all__ = ["AdapterStore", "VersionInfo", "not_found", "open_store", "register_store", "validate_name"]
+__all__ = ["NAME_PATTERN", "AdapterStore", "VersionInfo", "not_found", "open_store", "register_store", "validate_name"]

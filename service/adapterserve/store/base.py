@@ -14,6 +14,9 @@ from ..errors import AdapterNotFound, AdapterServeError, InvalidName
 SUGGESTIONS = 5  # how many close names an unknown-adapter error offers
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+# The same rule (with "no ..", and max_length=128 beside it) as one regex without look-around, for the OpenAPI
+# document and FastAPI's validation.
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]|\.[a-z0-9_-])*\.?$"
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
