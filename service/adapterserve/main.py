@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from . import __version__
 from .api import adapters, admin, classify, embed, health, openai_compat, tag
+from .api.docs import mount_docs
 from .api.middleware import RequestMiddleware
 from .api.responses import install_error_handlers
 from .engine.threads import helper_pool
@@ -57,10 +58,13 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         description="Many task adapters on one frozen BERT-family backbone.",
+        docs_url=None,  # served from the package by api/docs.py, not from a CDN
+        redoc_url=None,
     )
     app.state.adapterserve = None
 
     install_error_handlers(app)
+    mount_docs(app)
     for module in (classify, tag, embed, openai_compat, adapters, admin, health):
         app.include_router(module.router)
     app.add_middleware(RequestMiddleware, get_state=lambda: app.state.adapterserve)

@@ -22,6 +22,8 @@ def test_unknown_route_and_method(client):
     _is_error(client.get("/nope"), 404, "not_found")
     body = _is_error(r := client.get("/classify?adapter=sentiment"), 405, "method_not_allowed")
     assert r.headers["allow"] == "POST" and "POST" in body["message"]
+    r = client.request("PATCH", "/admin/adapters/x")  # two routes (PUT, DELETE) share this path
+    assert _is_error(r, 405, "method_not_allowed") and r.headers["allow"] == "PUT, DELETE"
 
 
 def test_malformed_json_is_a_validation_error_not_detail(client):

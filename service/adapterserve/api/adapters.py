@@ -20,7 +20,7 @@ from ..store import VersionInfo, not_found, validate_name
 from .deps import get_state
 from .middleware import metric_route
 from .responses import errors
-from .schemas import AdapterInfo, AdapterList
+from .schemas import AdapterInfo, AdapterList, AdapterName
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["adapters"], route_class=metric_route("adapters"))
@@ -90,6 +90,6 @@ async def list_adapters(state: AppState = Depends(get_state)):
 
 
 @router.get("/adapters/{name}", response_model=AdapterInfo, summary="One adapter", responses=errors(404, 422, 503))
-async def get_adapter(name: str, state: AppState = Depends(get_state)):
+async def get_adapter(name: AdapterName, state: AppState = Depends(get_state)):
     validate_name(name)
     return await asyncio.to_thread(_describe_sync, state, name)

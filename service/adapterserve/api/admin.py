@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ..errors import AdapterNotFound, BadRequest
 from ..formats.registry import load_adapter
@@ -23,12 +23,12 @@ from ..formats.sidecar import SIDECAR
 from ..lifecycle import Forget, Install, Pin, Unload
 from ..snapshot import Snapshot
 from ..state import AppState
-from ..store import validate_name
+from ..store import VERSION_PATTERN, validate_name
 from .audit import audit_trail
 from .deps import get_state, require_admin
 from .middleware import metric_route
 from .responses import errors
-from .schemas import UploadResult
+from .schemas import STRICT, AdapterName, UploadResult
 from .upload import receive_files
 
 router = APIRouter(
@@ -36,8 +36,31 @@ router = APIRouter(
     tags=["admin"],
     dependencies=[Depends(audit_trail), Depends(require_admin)],
     route_class=metric_route("admin"),
-    responses=errors(401, 403, 404, 422, 503),
+    responses=errors(400, 401, 403, 404, 409, 422, 503),
 )
+# The form is read by upload.receive_files (streamed, with limits), not by FastAPI: this documents what it accepts.
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "files": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "binary"},
+                        "minItems": 1,
+                        "description": "the adapter folder's files (plain names), or one .tar.gz/.tgz/.tar/.zip",
+                    },
+                    "archive": {"type": "string", "format": "binary", "description": "one archive of the folder"},
+                    "labels": {"type": "string", "description": "label names: a JSON list or comma-separated"},
+                },
+                "additionalProperties": False,
+                "description": "either 'files' or 'archive', not both",
+            }
+        }
+    },
+}
 
 
 def _write_labels(folder: Path, value: str) -> None:
@@ -56,8 +79,9 @@ def _write_labels(folder: Path, value: str) -> None:
     status_code=201,
     response_model=UploadResult,
     summary="Upload a new version of an adapter (multipart 'files' parts, or one .tar.gz/.zip archive)",
+    openapi_extra={"requestBody": UPLOAD_BODY},
 )
-async def upload(name: str, request: Request, state: AppState = Depends(get_state)):
+async def upload(name: AdapterName, request: Request, state: AppState = Depends(get_state)):
     validate_name(name)
     work = Path(tempfile.mkdtemp(prefix="adapterserve-upload-"))
     folder = work / "adapter"
@@ -79,7 +103,7 @@ async def upload(name: str, request: Request, state: AppState = Depends(get_stat
 
 
 @router.delete("/adapters/{name}", summary="Delete an adapter and all its versions")
-async def delete(name: str, request: Request, state: AppState = Depends(get_state)):
+async def delete(name: AdapterName, request: Request, state: AppState = Depends(get_state)):
     validate_name(name)
     async with state.lifecycle.changing(name):
         await asyncio.to_thread(state.store.delete, name)
@@ -88,7 +112,7 @@ async def delete(name: str, request: Request, state: AppState = Depends(get_stat
 
 
 @router.get("/adapters/{name}/versions", summary="Versions of an adapter, newest first")
-async def versions(name: str, state: AppState = Depends(get_state)):
+async def versions(name: AdapterName, state: AppState = Depends(get_state)):
     validate_name(name)
     current = await asyncio.to_thread(state.store.current, name)
     if current is None:
@@ -102,12 +126,15 @@ async def versions(name: str, state: AppState = Depends(get_state)):
 
 
 class RollbackRequest(BaseModel):
-    version: str | None = None
+    model_config = STRICT
+    version: str | None = Field(
+        None, pattern=VERSION_PATTERN, max_length=128, description="default: the previous version"
+    )
 
 
 @router.post("/adapters/{name}/rollback", summary="Point the adapter at a given (default: the previous) version")
 async def rollback(
-    name: str, request: Request, body: RollbackRequest | None = None, state: AppState = Depends(get_state)
+    name: AdapterName, request: Request, body: RollbackRequest | None = None, state: AppState = Depends(get_state)
 ):
     validate_name(name)
     async with state.lifecycle.changing(name):
@@ -129,7 +156,7 @@ async def rollback(
 
 
 @router.post("/adapters/{name}/load", summary="Load an adapter onto the device and pin it")
-async def load(name: str, request: Request, state: AppState = Depends(get_state)):
+async def load(name: AdapterName, request: Request, state: AppState = Depends(get_state)):
     validate_name(name)
     snapshot = await state.lifecycle.get(name)
     state.lifecycle.apply(Pin(name))
@@ -139,7 +166,7 @@ async def load(name: str, request: Request, state: AppState = Depends(get_state)
 
 
 @router.post("/adapters/{name}/unload", summary="Unpin an adapter and drop it from memory")
-async def unload(name: str, request: Request, state: AppState = Depends(get_state)):
+async def unload(name: AdapterName, request: Request, state: AppState = Depends(get_state)):
     validate_name(name)
     was = state.lifecycle.apply(Unload(name))
     request.state.audit.update(unloaded=was)

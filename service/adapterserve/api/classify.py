@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from ..engine.postprocess import rank_labels
 from ..state import AppState
-from ..store import NAME_PATTERN
 from .common import run_adapter
 from .deps import get_state
 from .middleware import metric_route
 from .responses import errors
-from .schemas import ClassifyRequest, LabelScore
+from .schemas import AdapterQuery, ClassifyRequest, LabelScore
 
 router = APIRouter(tags=["inference"], route_class=metric_route("classify"))
-INFERENCE_ERRORS = errors(404, 413, 422, 429, 499, 503, 504)
+INFERENCE_ERRORS = errors(400, 404, 413, 422, 429, 499, 503, 504)
 
 
 @router.post(
@@ -27,7 +26,7 @@ async def classify(
     body: ClassifyRequest,
     request: Request,
     response: Response,
-    adapter: str = Query(..., description="adapter name", examples=["sentiment"], pattern=NAME_PATTERN, max_length=128),
+    adapter: AdapterQuery,
     state: AppState = Depends(get_state),
 ):
     texts, pairs = body.texts_and_pairs()

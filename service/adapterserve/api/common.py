@@ -7,10 +7,10 @@ import logging
 
 from fastapi import Request, Response
 
-from ..snapshot import Snapshot
 from ..engine.tokenize import Encoded
 from ..errors import AdapterServeError, PayloadTooLarge
 from ..settings import Settings
+from ..snapshot import Snapshot
 from ..state import AppState
 from ..store import validate_name
 

@@ -18,7 +18,7 @@ from .responses import errors
 from .schemas import EmbedRequest
 
 router = APIRouter(tags=["embeddings"], route_class=metric_route("embed"))
-EMBED_ERRORS = errors(413, 422, 429, 499, 503, 504)
+EMBED_ERRORS = errors(400, 413, 422, 429, 499, 503, 504)
 
 
 async def embed_texts(state: AppState, request: Request, texts: list[str], truncate: bool):

@@ -9,7 +9,6 @@ import time
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 
-from ..errors import BadRequest
 from ..state import AppState
 from .deps import get_state
 from .embed import EMBED_ERRORS, embed_texts
@@ -36,14 +35,6 @@ def _encode(vector, encoding_format: str):
     responses=EMBED_ERRORS,
 )
 async def embeddings(body: OpenAIEmbeddingRequest, request: Request, state: AppState = Depends(get_state)):
-    size = state.backbone.info.hidden_size
-    if body.dimensions is not None and body.dimensions != size:
-        raise BadRequest(
-            f"dimensions={body.dimensions} is not supported: this backbone's embeddings have {size} dimensions "
-            "(no Matryoshka truncation); leave dimensions out",
-            dimensions=body.dimensions,
-            supported=size,
-        )
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
     rows, vectors = await embed_texts(state, request, texts, True)
     tokens = sum(len(r) for r in rows)

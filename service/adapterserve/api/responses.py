@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..errors import AdapterServeError, Overloaded, Unavailable
 
@@ -86,6 +87,19 @@ def _retry_after(seconds: float) -> dict:
 HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route answers on this path: Starlette's own 405 names only the first route's."""
+    allowed = []
+    for method in METHODS:
+        scope = {"type": "http", "path": request.url.path, "root_path": "", "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AdapterServeError)
     async def domain_error(request: Request, exc: AdapterServeError):
@@ -112,9 +126,12 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404:
             message = f"no route {request.method} {request.url.path}; see /docs"
-        elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}; allowed: {exc.headers.get('Allow')}"
-        return error_response(exc.status_code, code, message, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            allow = _allowed_methods(request)
+            headers = {**(headers or {}), "Allow": allow}
+            message = f"{request.method} is not allowed on {request.url.path}; allowed: {allow}"
+        return error_response(exc.status_code, code, message, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

@@ -2,29 +2,65 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from fastapi import Path, Query
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Inputs = str | list[str] | list[list[str]]
+from ..store import NAME_PATTERN
+
+
+def _integral(v):
+    """JSON Schema's integer includes 5.0; strict pydantic does not: accept integral floats, nothing else."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+Texts = Annotated[list[str], Field(min_length=1)]
+Pair = Annotated[list[str], Field(min_length=2, max_length=2, description="[text, text_pair]")]
+Pairs = Annotated[list[Pair], Field(min_length=1)]
+
+
+def _inputs_message(v, pairs: bool):
+    """Clear messages for the shapes the schema (minItems, pairs of two) refuses, before pydantic's union
+    errors (one per branch) would: runs as a before-validator, so it never accepts what the schema refuses."""
+    if isinstance(v, list):
+        if not v:
+            raise ValueError("must not be empty")
+        if not pairs and any(not isinstance(x, str) for x in v):
+            raise ValueError("must be a text or a list of texts")
+        if pairs and len({isinstance(x, str) for x in v}) > 1:
+            raise ValueError("must be all texts or all [text, text_pair] pairs, not a mix")
+        for i, x in enumerate(v):
+            if pairs and isinstance(x, list) and (len(x) != 2 or not all(isinstance(t, str) for t in x)):
+                raise ValueError(f"item {i} must be a pair of two strings [text, text_pair]")
+    return v
+
+
+NAME_DOC = "adapter name: 1-128 characters [a-z0-9._-], starting with a letter or digit, without '..'"
+AdapterName = Annotated[str, Path(description=NAME_DOC, pattern=NAME_PATTERN, max_length=128)]
+AdapterQuery = Annotated[str, Query(description=NAME_DOC, pattern=NAME_PATTERN, max_length=128)]
+# Request bodies are strict: 0 is not false and "1" is not 1, so what the schema says is what is accepted.
+STRICT = ConfigDict(extra="forbid", strict=True)
 
 
 class ClassifyParameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     top_k: int | None = Field(None, ge=1, description="return only the k best labels")
+    _top_k_integral = field_validator("top_k", mode="before")(classmethod(lambda cls, v: _integral(v)))
     function_to_apply: Literal["softmax", "sigmoid", "none"] | None = Field(
         None, description="scores: softmax, sigmoid, or none (the logits); default: the adapter's task"
     )
 
 
 class ClassifyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    inputs: str | list[str | list[str]] = Field(
+    model_config = STRICT
+    inputs: str | Texts | Pairs = Field(
         ...,
         description="a text, a list of texts, or a list of [text, text_pair] pairs",
         examples=["I love it", ["I love it", "meh"], [["The cat sat.", "A cat was sitting."]]],
     )
     top_k: int | None = Field(None, ge=1, description="return only the k best labels")
+    _top_k_integral = field_validator("top_k", mode="before")(classmethod(lambda cls, v: _integral(v)))
     raw_scores: bool = Field(False, description="scores are logits instead of probabilities")
     truncate: bool = Field(True, description="truncate inputs over the backbone's token limit (else 422)")
     parameters: ClassifyParameters | None = Field(
@@ -32,32 +68,15 @@ class ClassifyRequest(BaseModel):
     )
 
     def options(self) -> tuple[int | None, str | None]:
-        """(top_k, function_to_apply) from our fields and the HF `parameters`; None means the adapter's task."""
+        """(top_k, function_to_apply); None means the adapter's task. The HF `parameters` win over our fields."""
         p = self.parameters or ClassifyParameters()
-        if self.top_k is not None and p.top_k is not None and self.top_k != p.top_k:
-            raise ValueError("top_k and parameters.top_k disagree: send one of them")
-        if self.raw_scores and p.function_to_apply not in (None, "none"):
-            raise ValueError("raw_scores and parameters.function_to_apply disagree: send one of them")
-        return self.top_k or p.top_k, "none" if self.raw_scores else p.function_to_apply
+        function = p.function_to_apply or ("none" if self.raw_scores else None)
+        return p.top_k or self.top_k, function
 
-    @model_validator(mode="after")
-    def _consistent(self):
-        self.options()
-        return self
-
-    @field_validator("inputs")
+    @field_validator("inputs", mode="before")
     @classmethod
     def _shape(cls, v):
-        items = [v] if isinstance(v, str) else v
-        if not items:
-            raise ValueError("inputs must not be empty")
-        kinds = {isinstance(x, str) for x in items}
-        if len(kinds) > 1:
-            raise ValueError("inputs must be all texts or all [text, text_pair] pairs, not a mix")
-        for i, x in enumerate(items):
-            if isinstance(x, list) and (len(x) != 2 or not all(isinstance(s, str) for s in x)):
-                raise ValueError(f"inputs[{i}] must be a pair of two strings [text, text_pair]")
-        return v
+        return _inputs_message(v, pairs=True)
 
     def texts_and_pairs(self) -> tuple[list[str], list[str] | None]:
         items = [self.inputs] if isinstance(self.inputs, str) else self.inputs
@@ -67,16 +86,14 @@ class ClassifyRequest(BaseModel):
 
 
 class _TextsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    inputs: str | list[str] = Field(..., examples=["I love it"])
+    model_config = STRICT
+    inputs: str | Texts = Field(..., examples=["I love it"])
     truncate: bool = Field(True, description="truncate inputs over the backbone's token limit (else 422)")
 
-    @field_validator("inputs")
+    @field_validator("inputs", mode="before")
     @classmethod
-    def _non_empty(cls, v):
-        if isinstance(v, list) and not v:
-            raise ValueError("inputs must not be empty")
-        return v
+    def _shape(cls, v):
+        return _inputs_message(v, pairs=False)
 
     def texts(self) -> list[str]:
         return [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
@@ -86,12 +103,12 @@ Aggregation = Literal["none", "simple", "first", "average", "max"]
 
 
 class TagParameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     aggregation_strategy: Aggregation | None = Field(None, description="as transformers' token-classification")
     ignore_labels: list[str] | None = Field(None, description='labels left out of the answer (default ["O"])')
-    stride: int | None = Field(None, description="not supported: long inputs are truncated or refused (truncate)")
+    stride: None = Field(None, description="not supported: long inputs are truncated or refused (truncate)")
 
-    @field_validator("stride")
+    @field_validator("stride", mode="before")
     @classmethod
     def _no_stride(cls, v):
         if v is not None:
@@ -113,20 +130,14 @@ class TagRequest(_TextsRequest):
     )
 
     def options(self) -> tuple[str, list[str]]:
+        """(strategy, labels to leave out). The HF `parameters` win over our fields."""
         p = self.parameters or TagParameters()
-        if self.aggregation and p.aggregation_strategy and self.aggregation != p.aggregation_strategy:
-            raise ValueError("aggregation and parameters.aggregation_strategy disagree: send one of them")
-        strategy = self.aggregation or p.aggregation_strategy or "simple"
+        strategy = p.aggregation_strategy or self.aggregation or "simple"
         ignore = p.ignore_labels if p.ignore_labels is not None else self.ignore_labels
         if ignore is None:
             # Our own "none" keeps every token; the HF convention (parameters sent) leaves out "O" as transformers does.
             ignore = [] if strategy == "none" and self.parameters is None else ["O"]
         return strategy, ignore
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        self.options()
-        return self
 
 
 class EmbedRequest(_TextsRequest):
@@ -137,20 +148,25 @@ class EmbedRequest(_TextsRequest):
 
 
 class OpenAIEmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    input: str | list[str] = Field(..., examples=["I love it"])
+    model_config = STRICT
+    input: str | Texts = Field(..., examples=["I love it"])
     model: str | None = Field(None, description="ignored beyond the echo: the backbone answers")
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="base64: the little-endian float32 bytes, base64-encoded (the OpenAI SDK's default)"
     )
-    dimensions: int | None = Field(None, ge=1, description="only the backbone's own dimension is supported")
+    dimensions: None = Field(None, description="not supported: the embeddings have the backbone's own size")
     user: str | None = Field(None, description="ignored")
 
-    @field_validator("input")
+    @field_validator("input", mode="before")
     @classmethod
-    def _non_empty(cls, v):
-        if isinstance(v, list) and not v:
-            raise ValueError("input must not be empty")
+    def _shape(cls, v):
+        return _inputs_message(v, pairs=False)
+
+    @field_validator("dimensions", mode="before")
+    @classmethod
+    def _no_dimensions(cls, v):
+        if v is not None:
+            raise ValueError("dimensions is not supported: the embeddings have the backbone's own size; leave it out")
         return v
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from ..engine.postprocess import tag
 from ..state import AppState
-from ..store import NAME_PATTERN
 from .classify import INFERENCE_ERRORS
 from .common import run_adapter
 from .deps import get_state
 from .middleware import metric_route
-from .schemas import Entity, TagRequest, TokenTag
+from .schemas import AdapterQuery, Entity, TagRequest, TokenTag
 
 router = APIRouter(tags=["inference"], route_class=metric_route("tag"))
 
@@ -28,7 +27,7 @@ async def tag_texts(
     body: TagRequest,
     request: Request,
     response: Response,
-    adapter: str = Query(..., description="adapter name", examples=["ner"], pattern=NAME_PATTERN, max_length=128),
+    adapter: AdapterQuery,
     state: AppState = Depends(get_state),
 ):
     texts = body.texts()

@@ -18,6 +18,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 # document and FastAPI's validation.
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]|\.[a-z0-9_-])*\.?$"
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+VERSION_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_-]|\.[A-Za-z0-9_-])*\.?$"  # VERSION_RE without "..", for OpenAPI
 
 
 def validate_name(name: str) -> str:
