@@ -251,3 +251,33 @@ class UploadResult(BaseModel):
     name: str
     version: str
     sha256: str
+
+
+class InferTensor(BaseModel):
+    """One input tensor of a KServe v2 inference request: text as BYTES."""
+
+    name: Literal["text", "text_pair"]
+    shape: list[Annotated[int, Field(ge=0)]] = Field(..., min_length=1, max_length=2)
+    datatype: Literal["BYTES"]
+    parameters: dict | None = None
+    data: list[str] | list[list[str]] | None = Field(None, description="or binary: parameters.binary_data_size")
+
+
+class InferOutput(BaseModel):
+    name: Literal["labels", "scores", "entities"]
+    parameters: dict | None = None
+
+
+class InferRequest(BaseModel):
+    id: str | None = None
+    parameters: dict | None = Field(None, description="top_k, function_to_apply (as /classify), binary_data_output")
+    inputs: list[InferTensor] = Field(..., min_length=1, max_length=2)
+    outputs: list[InferOutput] | None = None
+
+    @field_validator("inputs")
+    @classmethod
+    def _text_first(cls, v):
+        names = [t.name for t in v]
+        if "text" not in names or len(set(names)) != len(names):
+            raise ValueError('send one "text" input, and optionally one "text_pair"')
+        return v
