@@ -1,4 +1,4 @@
-"""Fixtures for the offline validation of docker/ and deploy/ (no Docker, kubectl or network)."""
+"""Fixtures for the offline validation of docker/ and deploy/ (no Docker, cluster or network; kubectl renders)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import kustomize_render  # noqa: E402  (after the sys.path change)
-from deploy_helpers import DEPLOY, OVERLAYS  # noqa: E402
+from deploy_helpers import DEPLOY, OVERLAYS, kustomize_build  # noqa: E402  (after the sys.path change)
 
 
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[dict]]:
-    """Each overlay rendered once: {"cpu": [objects], "gpu": [objects]}."""
-    return {name: kustomize_render.build(DEPLOY / "overlays" / name) for name in OVERLAYS}
+    """Each overlay rendered once by `kubectl kustomize`: {"cpu": [objects], "gpu": [objects]}."""
+    return {name: kustomize_build(DEPLOY / "overlays" / name) for name in OVERLAYS}

