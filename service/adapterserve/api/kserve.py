@@ -16,7 +16,7 @@ import struct
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from .. import __version__
+from .. import __version__, tasks
 from ..engine.postprocess import rank_labels, tag
 from ..errors import AdapterNotFound, BadRequest, Unavailable
 from ..state import AppState
@@ -37,12 +37,8 @@ repository = APIRouter(
     responses=errors(401, 403, 404, 422, 503),
 )
 TEXT, PAIR = "text", "text_pair"
-TASK_OUTPUTS = {
-    "classification": [("labels", "BYTES"), ("scores", "FP32")],
-    "multilabel": [("labels", "BYTES"), ("scores", "FP32")],
-    "tagging": [("entities", "BYTES")],
-}
-ROUTE = {"classification": "classify", "multilabel": "classify", "tagging": "tag"}
+# The outputs by the route that serves the task (tasks.get(task).route): ranked labels, or entities.
+ROUTE_OUTPUTS = {"classify": [("labels", "BYTES"), ("scores", "FP32")], "tag": [("entities", "BYTES")]}
 
 
 @router.get("", summary="Server metadata")
@@ -80,8 +76,9 @@ async def _metadata(name: str, version: str | None, state: AppState):
     info = await _current(state, name, version)
     loaded = await state.cache.get(name)
     task = loaded.host.task
+    route = tasks.get(task).route
     inputs = [{"name": TEXT, "datatype": "BYTES", "shape": [-1]}]
-    if task != "tagging":
+    if route == "classify":
         inputs.append({"name": PAIR, "datatype": "BYTES", "shape": [-1], "optional": True})
     k = len(loaded.host.labels)
     shapes = {"labels": [-1, k], "scores": [-1, k], "entities": [-1]}
@@ -90,7 +87,7 @@ async def _metadata(name: str, version: str | None, state: AppState):
         "versions": [info.version],
         "platform": f"adapterserve/{task}",
         "inputs": inputs,
-        "outputs": [{"name": n, "datatype": dt, "shape": shapes[n]} for n, dt in TASK_OUTPUTS[task]],
+        "outputs": [{"name": n, "datatype": dt, "shape": shapes[n]} for n, dt in ROUTE_OUTPUTS[route]],
     }
 
 
@@ -175,9 +172,9 @@ async def _infer(name: str, version: str | None, request: Request, response: Res
     req, tensors = await _parse(request)
     await _current(state, name, version)
     loaded = await state.cache.get(name)
-    task = loaded.host.task
+    route = tasks.get(loaded.host.task).route
     texts, pairs = tensors[TEXT], tensors.get(PAIR)
-    if pairs is not None and (task == "tagging" or len(pairs) != len(texts)):
+    if pairs is not None and (route != "classify" or len(pairs) != len(texts)):
         raise BadRequest(f"{PAIR!r} needs a classification adapter and as many elements as {TEXT!r}")
     params = req.parameters or {}
     top_k = params.get("top_k")
@@ -187,11 +184,11 @@ async def _infer(name: str, version: str | None, request: Request, response: Res
     if function not in (None, "softmax", "sigmoid", "none"):
         raise BadRequest("parameters.function_to_apply must be softmax, sigmoid or none")
     loaded, rows, logits = await run_adapter(
-        request, response, state, name, ROUTE[task], texts, pairs, tagging=task == "tagging"
+        request, response, state, name, route, texts, pairs, tagging=route == "tag"
     )
     wanted = {o.name for o in req.outputs} if req.outputs else None
     outputs = []
-    if task == "tagging":
+    if route == "tag":
         tok = state.backbone.tokenizer
         ents = [tag(t, e, lg, loaded.host.labels, tok, "simple", ["O"]) for t, e, lg in zip(texts, rows, logits)]
         outputs.append(
