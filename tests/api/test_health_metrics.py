@@ -77,3 +77,23 @@ def test_live_stays_200_when_the_queue_is_full(client):
         assert client.get("/health/live").status_code == 200
     finally:
         b.queued_requests = saved
+
+
+def test_route_labels_come_from_the_matched_route(client):
+    client.post("/tag?adapter=ner", json={"inputs": "x"})
+    client.post(
+        "/v2/models/sentiment/infer",
+        json={"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["x"]}]},
+    )
+    client.get("/adapters/sentiment")
+    client.get("/classify-typo")  # no route matched
+    client.get("/classify?adapter=sentiment")  # the path matched, the method did not (405)
+    text = client.get("/metrics").text
+    for series in (
+        'adapter="ner",route="tag",status="200"',
+        'adapter="sentiment",route="kserve",status="200"',
+        'route="adapters",status="200"',
+        'adapter="none",route="other",status="404"',
+        'adapter="none",route="classify",status="405"',
+    ):
+        assert series in text, series
