@@ -77,9 +77,15 @@ def copy_golden(case: str, dest):
 def live_server(tmp_path_factory):
     """A real `adapterserve serve` (uvicorn) on 127.0.0.1 with the golden adapters: what the real client
     packages (huggingface_hub, openai, tritonclient) talk to."""
-    from ..serverproc import ServerProcess
+    from benchmarks.server import adapterserve_process
 
-    store = tmp_path_factory.mktemp("live") / "store"
-    publish_golden(str(store))
-    with ServerProcess(str(store), str(TINY), admin_token=TOKEN, warmup="false", max_wait_ms=1) as server:
+    root = tmp_path_factory.mktemp("live")
+    publish_golden(str(root / "store"))
+    server = adapterserve_process(
+        root / "store", str(TINY), root / "server.log", admin_token=TOKEN, warmup="false", max_wait_ms=1
+    )
+    server.start(timeout=120)
+    try:
         yield server
+    finally:
+        server.stop()

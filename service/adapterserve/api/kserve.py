@@ -74,13 +74,13 @@ async def _current(state: AppState, name: str, version: str | None):
 
 async def _metadata(name: str, version: str | None, state: AppState):
     info = await _current(state, name, version)
-    loaded = await state.cache.get(name)
-    task = loaded.host.task
+    loaded = await state.lifecycle.get(name)
+    task = loaded.adapter.task
     route = tasks.get(task).route
     inputs = [{"name": TEXT, "datatype": "BYTES", "shape": [-1]}]
     if route == "classify":
         inputs.append({"name": PAIR, "datatype": "BYTES", "shape": [-1], "optional": True})
-    k = len(loaded.host.labels)
+    k = len(loaded.adapter.labels)
     shapes = {"labels": [-1, k], "scores": [-1, k], "entities": [-1]}
     return {
         "name": name,
@@ -171,8 +171,8 @@ async def _parse(request: Request) -> tuple[InferRequest, dict[str, list[str]]]:
 async def _infer(name: str, version: str | None, request: Request, response: Response, state: AppState):
     req, tensors = await _parse(request)
     await _current(state, name, version)
-    loaded = await state.cache.get(name)
-    route = tasks.get(loaded.host.task).route
+    loaded = await state.lifecycle.get(name)
+    route = tasks.get(loaded.adapter.task).route
     texts, pairs = tensors[TEXT], tensors.get(PAIR)
     if pairs is not None and (route != "classify" or len(pairs) != len(texts)):
         raise BadRequest(f"{PAIR!r} needs a classification adapter and as many elements as {TEXT!r}")
@@ -190,12 +190,12 @@ async def _infer(name: str, version: str | None, request: Request, response: Res
     outputs = []
     if route == "tag":
         tok = state.backbone.tokenizer
-        ents = [tag(t, e, lg, loaded.host.labels, tok, "simple", ["O"]) for t, e, lg in zip(texts, rows, logits)]
+        ents = [tag(t, e, lg, loaded.adapter.labels, tok, "simple", ["O"]) for t, e, lg in zip(texts, rows, logits)]
         outputs.append(
             {"name": "entities", "datatype": "BYTES", "shape": [len(texts)], "data": [json.dumps(x) for x in ents]}
         )
     else:
-        head = loaded.host.head
+        head = loaded.adapter.head
         ranked = [rank_labels(row, head.labels, head.task, top_k, function) for row in logits]
         k = len(ranked[0])
         shape = [len(texts), k]
@@ -278,7 +278,7 @@ async def repository_index(state: AppState = Depends(get_state)):
             info = state.store.current(name)
             if info is None:
                 continue
-            resident = state.cache.residency(name) != "store"
+            resident = state.lifecycle.residency(name) != "store"
             entry = {"name": name, "version": info.version, "state": "READY" if resident else "UNAVAILABLE"}
             if not resident:
                 entry["reason"] = "not loaded: loads on its first request, or with .../load"

@@ -119,8 +119,9 @@ class TagParameters(BaseModel):
 class TagRequest(_TextsRequest):
     aggregation: Aggregation | None = Field(
         None,
-        description="none: one item per word piece; simple (default): B-/I- spans merged; first/average/max: "
-        "word pieces merged into words (first piece's label, average scores, best piece) before spans merge",
+        description="none: one item per word piece; simple: B-/I- spans of tokens merged; first (default), "
+        "average, max: word pieces merged into words (first piece's label, average scores, best piece) before "
+        "spans merge",
     )
     ignore_labels: list[str] | None = Field(
         None, description='labels left out (default ["O"], and none left out for aggregation "none")'
@@ -132,7 +133,8 @@ class TagRequest(_TextsRequest):
     def options(self) -> tuple[str, list[str]]:
         """(strategy, labels to leave out). The HF `parameters` win over our fields."""
         p = self.parameters or TagParameters()
-        strategy = p.aggregation_strategy or self.aggregation or "simple"
+        # Default "first": a word takes its first piece's label, as this route always did.
+        strategy = p.aggregation_strategy or self.aggregation or "first"
         ignore = p.ignore_labels if p.ignore_labels is not None else self.ignore_labels
         if ignore is None:
             # Our own "none" keeps every token; the HF convention (parameters sent) leaves out "O" as transformers does.
