@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from . import __version__
-from .api import adapters, admin, classify, embed, health, kserve, openai_compat, tag
+from .api import adapters, admin, answer, classify, embed, health, kserve, openai_compat, tag
 from .api.docs import mount_docs
 from .api.middleware import RequestMiddleware
 from .api.responses import install_error_handlers
@@ -65,7 +65,7 @@ def create_app(
 
     install_error_handlers(app)
     mount_docs(app)
-    for module in (classify, tag, embed, openai_compat, kserve, adapters, admin, health):
+    for module in (classify, tag, answer, embed, openai_compat, kserve, adapters, admin, health):
         app.include_router(module.router)
     app.add_middleware(RequestMiddleware, get_state=lambda: app.state.adapterserve)
     return app

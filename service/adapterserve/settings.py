@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     # request limits
     max_inputs_per_request: int = Field(128, ge=1)
     max_input_chars: int = Field(20_000, ge=1)
+    max_fanout_adapters: int = Field(8, ge=1)  # names in one /classify?adapter=a,b,c
+    max_qa_windows: int = Field(1024, ge=1)  # /answer: backbone windows of all the contexts of one request
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     max_upload_files: int = Field(64, ge=1)

@@ -27,7 +27,12 @@ def _params(case):
     return pytest.param(case, marks=marks, id=case)
 
 
-CASES = [c for c in golden_cases() if not golden(c)[1].get("expect_refusal") and not golden(c)[1].get("no_head")]
+QA = {c for c in golden_cases() if golden(c)[1].get("task") == "qa"}  # windows and answers: tests/formats/test_qa.py
+CASES = [
+    c
+    for c in golden_cases()
+    if not golden(c)[1].get("expect_refusal") and not golden(c)[1].get("no_head") and c not in QA
+]
 HEADLESS = [c for c in golden_cases() if golden(c)[1].get("no_head")]
 REFUSALS = [c for c in golden_cases() if golden(c)[1].get("expect_refusal")]
 

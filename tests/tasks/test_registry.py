@@ -10,22 +10,24 @@ from adapterserve.tasks.base import IGNORE, Columns, Task
 
 
 def test_builtin_tasks_and_their_routes():
-    assert tasks.names() == ["classification", "multilabel", "tagging"]
+    assert tasks.names() == ["classification", "multilabel", "tagging", "qa"]
     assert {n: tasks.get(n).route for n in tasks.names()} == {
         "classification": "classify",
         "multilabel": "classify",
         "tagging": "tag",
+        "qa": "answer",
     }
     assert tasks.by_adapterhub_head_type() == {
         "classification": "classification",
         "multilabel_classification": "multilabel",
         "tagging": "tagging",
+        "question_answering": "qa",
     }
 
 
 def test_unknown_task_names_the_known_ones():
     with pytest.raises(KeyError, match="classification"):
-        tasks.get("qa")
+        tasks.get("summarization")
 
 
 def test_registering_a_name_twice_is_refused():

@@ -72,7 +72,8 @@ class Ia3Site:
 
 @dataclass
 class Head:
-    """A prediction head: a stack of Linear layers with an activation between them."""
+    """A prediction head: a stack of Linear layers with an activation between them. Question answering
+    ("qa") is a per-token head with two outputs: the start and end logits."""
 
     task: str  # a task name registered in adapterserve.tasks
     pooling: Literal["cls", "pooler", "tokens"]

@@ -35,6 +35,7 @@ def _describe(adapter) -> dict:
         bytes=adapter.nbytes,
         format=adapter.format,
         warnings=adapter.warnings,
+        members=getattr(adapter, "members", None),
     )
 
 

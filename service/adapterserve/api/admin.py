@@ -17,7 +17,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from ..adapters.ensemble import Ensemble
+from ..engine.fanout import check_members, resolve_names
 from ..errors import AdapterNotFound, BadRequest
+from ..formats import ensemble as ensemble_format
 from ..formats.registry import load_adapter
 from ..formats.sidecar import SIDECAR
 from ..lifecycle import Forget, Install, Pin, Unload
@@ -93,6 +96,8 @@ async def upload(name: AdapterName, request: Request, state: AppState = Depends(
         if labels is not None:
             _write_labels(folder, labels)
         adapter = await asyncio.to_thread(load_adapter, folder, state.backbone.shape)  # validate before any write
+        if isinstance(adapter, Ensemble):
+            adapter = await _check_ensemble(state, name, folder, adapter)
         async with state.lifecycle.changing(name):  # racing uploads to one name: the later publish serves
             info = await asyncio.to_thread(state.store.publish, name, folder)
             state.lifecycle.apply(Install(Snapshot(name, info, adapter)))
@@ -100,6 +105,20 @@ async def upload(name: AdapterName, request: Request, state: AppState = Depends(
         shutil.rmtree(work, ignore_errors=True)
     request.state.audit.update(version=info.version)
     return UploadResult(name=name, version=info.version, sha256=info.sha256)
+
+
+async def _check_ensemble(state: AppState, name: str, folder: Path, ensemble: Ensemble) -> Ensemble:
+    """Members must exist now and share task and labels; those are recorded in the published ensemble.json."""
+    if name in ensemble.members:
+        raise BadRequest(f"ensemble {name!r} names itself as a member")
+    try:
+        members = await resolve_names(state.lifecycle, ensemble.members)
+    except AdapterNotFound as e:
+        missing = e.details.get("names", [])
+        raise BadRequest(f"ensemble {name!r}: member(s) {missing} are not published", missing=missing) from None
+    ensemble.task, ensemble.labels = check_members(name, members)
+    await asyncio.to_thread(ensemble_format.write, folder, ensemble)
+    return ensemble
 
 
 @router.delete("/adapters/{name}", summary="Delete an adapter and all its versions")

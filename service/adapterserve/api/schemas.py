@@ -202,6 +202,44 @@ class OpenAIModelList(BaseModel):
     data: list[OpenAIModel]
 
 
+class QAInput(BaseModel):
+    model_config = STRICT
+    question: str = Field(..., examples=["Where is the Eiffel Tower?"])
+    context: str = Field(..., examples=["The Eiffel Tower is a wrought-iron lattice tower in Paris."])
+
+
+class AnswerRequest(BaseModel):
+    model_config = STRICT
+    inputs: QAInput | list[QAInput] = Field(
+        ..., description="a {question, context} object, or a list of them (one answer per element)"
+    )
+    top_k: int = Field(1, ge=1, le=50, description="1: one answer object per input; more: a list, best first")
+    max_answer_len: int = Field(15, ge=1, le=512, description="longest answer, in tokens")
+    doc_stride: int | None = Field(
+        None,
+        ge=0,
+        description="overlap in tokens between windows of a context longer than the backbone "
+        "(default: the pipeline's min(max_seq_len // 2, 128))",
+    )
+
+    @field_validator("inputs")
+    @classmethod
+    def _non_empty(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("inputs must not be empty")
+        return v
+
+    def items(self) -> list[QAInput]:
+        return self.inputs if isinstance(self.inputs, list) else [self.inputs]
+
+
+class Answer(BaseModel):
+    score: float
+    start: int = Field(..., description="character offset of the answer in the context")
+    end: int = Field(..., description="character offset just past the answer (answer == context[start:end])")
+    answer: str
+
+
 class LabelScore(BaseModel):
     label: str
     score: float
@@ -234,6 +272,7 @@ class AdapterInfo(BaseModel):
     kind: str | None = None
     task: str | None = None
     labels: list[str] | None = None
+    members: list[str] | None = None  # ensembles
     parameters: int | None = None
     bytes: int | None = Field(None, description="host memory once loaded (float32), from the weights' headers")
     stored_bytes: int | None = Field(None, description="size of the version's files in the store")

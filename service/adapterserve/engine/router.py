@@ -50,13 +50,21 @@ class Router:
 
     async def resolve(self, name: str, route: str) -> Snapshot:
         snapshot = await self.lifecycle.get(name)
+        self.check_route(name, snapshot, route)
+        return snapshot
+
+    @staticmethod
+    def check_route(name: str, snapshot: Snapshot, route: str) -> None:
         task = snapshot.adapter.task
-        right = tasks.get(task).route
+        # an ensemble published straight into a store (not through the admin API) has no task recorded yet:
+        # ensembles answer /classify
+        right = tasks.get(task).route if task is not None else "classify"
         if right != route:
             raise BadRequest(
-                f"adapter {name!r} is a {task} adapter; call POST /{right}?adapter={name}", adapter=name, task=task
+                f"adapter {name!r} is a {task or 'ensemble'} adapter; call POST /{right}?adapter={name}",
+                adapter=name,
+                task=task,
             )
-        return snapshot
 
     async def tokenize(
         self, texts: list[str], pairs: list[str] | None, truncate: bool, offsets: bool = False, reserved: int = 0
@@ -78,14 +86,31 @@ class Router:
         self._on_tokenize(time.monotonic() - started)
         return enc
 
+    async def tokenize_with(self, fn, *args):
+        """Run a tokenizing function (fn(tokenizer, *args)) on the tokenize threads, timed like tokenize."""
+        started = time.monotonic()
+        out = await asyncio.get_running_loop().run_in_executor(self._pool, fn, self.backbone.tokenizer, *args)
+        self._on_tokenize(time.monotonic() - started)
+        return out
+
     async def run(
-        self, key: str, snapshot: Snapshot | None, rows: list[Encoded], tagging: bool, deadline: float
+        self,
+        key: str,
+        snapshot: Snapshot | None,
+        rows: list[Encoded],
+        tagging: bool,
+        deadline: float,
+        row_adapters: list[Snapshot] | None = None,
     ) -> list[torch.Tensor]:
+        """Results per row. `row_adapters` (fan-out): each row's adapter instead of `snapshot` for all."""
         loop = asyncio.get_running_loop()
-        items = []
+        items, start = [], 0
         try:
             for chunk in self.cut(rows, 0 if snapshot is None else snapshot.adapter.virtual_tokens):
                 item = WorkItem(key, snapshot, chunk, tagging, deadline, loop.create_future())
+                if row_adapters is not None:  # fan-out: the chunk's rows keep their own snapshots
+                    item.row_adapters = [(s.name, s) for s in row_adapters[start : start + len(chunk)]]
+                start += len(chunk)
                 self.batcher.submit(item)
                 items.append(item)
             remaining = deadline - time.monotonic()

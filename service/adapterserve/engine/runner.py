@@ -113,6 +113,7 @@ def run_items(
     splits). Within a sub-batch rows are grouped by adapter, one segment each.
     """
     snapshots = [item.adapter for item in items if item.adapter is not None]
+    snapshots += [snap for item in items for _, snap in item.row_adapters or ()]
     placed = devices.acquire(snapshots) if devices is not None else {s: s.adapter for s in snapshots}
     try:
         return _run_placed(backbone, items, placed, on_stats, split_overhead_tokens)
@@ -128,9 +129,14 @@ def _run_placed(backbone: Backbone, items, placed: dict, on_stats, split_overhea
         n = len(item.rows)
         adapter = None if item.adapter is None else placed[item.adapter]
         rows.extend(item.rows)
-        adapters.extend([adapter] * n)
         tagging.extend([item.tagging] * n)
-        keys.extend([(item.key, group.setdefault(id(adapter), len(group)))] * n)
+        if item.row_adapters is not None:  # fan-out: each row its own snapshot
+            for key, snap in item.row_adapters:
+                adapters.append(placed[snap])
+                keys.append((key, group.setdefault(id(placed[snap]), len(group))))
+        else:
+            adapters.extend([adapter] * n)
+            keys.extend([(item.key, group.setdefault(id(adapter), len(group)))] * n)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     runs = (
         split_by_length([len(rows[i]) for i in order], split_overhead_tokens)

@@ -20,6 +20,9 @@ class WorkItem:
     deadline: float  # time.monotonic()
     future: asyncio.Future
     enqueued: float = field(default_factory=time.monotonic)
+    # Fan-out: the same inputs under several adapters in one item (so in one backbone pass): one adapter
+    # and fairness key per row, grouped by the runner like rows of different items. None: `adapter` for all.
+    row_adapters: list[tuple[str, Snapshot]] | None = None
 
     @property
     def virtual_tokens(self) -> int:

@@ -53,7 +53,9 @@ def _split(key: str) -> tuple[str, str]:
 
 
 def _read_peft_head(tensors: dict[str, torch.Tensor], task: str, hidden: int, sidecar: dict) -> Head:
-    if "classifier.dense.weight" in tensors:  # RoBERTa-style classification head: dense -> tanh -> out_proj
+    if "qa_outputs.weight" in tensors:  # QUESTION_ANS: start/end logits on every token
+        names, pooling, act = ["qa_outputs"], "tokens", None
+    elif "classifier.dense.weight" in tensors:  # RoBERTa-style classification head: dense -> tanh -> out_proj
         names, pooling, act = ["classifier.dense", "classifier.out_proj"], "cls", "tanh"
     elif "classifier.weight" in tensors:
         names, act = ["classifier"], None
@@ -63,8 +65,8 @@ def _read_peft_head(tensors: dict[str, torch.Tensor], task: str, hidden: int, si
         pooling = "tokens" if tasks.get(task).per_token else "pooler"
     else:
         raise InvalidAdapter(
-            "PEFT adapter has no classifier weights: train it with task_type SEQ_CLS or TOKEN_CLS "
-            "so the classifier is saved (modules_to_save)"
+            "PEFT adapter has no classifier weights: train it with task_type SEQ_CLS, TOKEN_CLS or "
+            "QUESTION_ANS so the classifier (qa_outputs for QA) is saved (modules_to_save)"
         )
     layers = []
     for i, n in enumerate(names):

@@ -15,7 +15,8 @@ from ..errors import UnsupportedAdapter
 from .fields import Fields
 
 CONFIG = "adapter_config.json"
-PEFT_TASK_TYPES = {"SEQ_CLS": "classification", "TOKEN_CLS": "tagging"}  # the sidecar may say multilabel
+# the sidecar may say multilabel
+PEFT_TASK_TYPES = {"SEQ_CLS": "classification", "TOKEN_CLS": "tagging", "QUESTION_ANS": "qa"}
 # LoRA variants whose forward differs from plain LoRA (LoraConfig fields PEFT marks is_lora_variant, and
 # others that change what is computed): refuse rather than serve wrong logits.
 VARIANTS = [
@@ -142,7 +143,7 @@ def read_lora_config(data: dict) -> LoraSettings:
     task_type = f.str("task_type", None, nullable=True)
     if task_type not in PEFT_TASK_TYPES:
         raise UnsupportedAdapter(
-            f"{CONFIG}: task_type {task_type!r} is not served; use SEQ_CLS or TOKEN_CLS", key="task_type"
+            f"{CONFIG}: task_type {task_type!r} is not served; use SEQ_CLS, TOKEN_CLS or QUESTION_ANS", key="task_type"
         )
     # LoraLayer.update_layer refuses r <= 0; a non-integer r cannot size nn.Linear.
     r = f.int("r", 8, min=1)

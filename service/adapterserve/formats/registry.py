@@ -7,9 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import tasks
+from ..adapters.ensemble import Ensemble
 from ..adapters.model import Adapter
 from ..errors import AdapterServeError, InvalidAdapter
-from . import adapterhub, peft, peft_kinds
+from . import adapterhub, ensemble, peft, peft_kinds
 from .weights import read_json
 
 log = logging.getLogger(__name__)
@@ -19,7 +21,7 @@ log = logging.getLogger(__name__)
 class AdapterFormat:
     name: str
     detect: Callable[[Path], bool]
-    load: Callable[[Path, BackboneShape], Adapter]
+    load: Callable[[Path, BackboneShape], Adapter | Ensemble]
     # kind, task, labels from the config files alone (checked as load checks them, no tensors): the listing
     describe: Callable[[Path], dict] | None = None
 
@@ -47,6 +49,7 @@ class BackboneShape:
 
 
 FORMATS: list[AdapterFormat] = [
+    AdapterFormat("ensemble", ensemble.detect, lambda f, b: ensemble.load(f), ensemble.describe),
     AdapterFormat(
         "peft",
         peft.detect,
@@ -78,13 +81,15 @@ def detect_format(folder: Path) -> AdapterFormat:
         )
     present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     raise InvalidAdapter(
-        "not an adapter folder: expected adapter_config.json from AdapterHub `adapters` or PEFT "
+        "not an adapter folder: expected adapter_config.json from AdapterHub `adapters` or PEFT, or an "
+        "ensemble.json "
         f"(files present: {present[:10]})"
     )
 
 
-def load_adapter(folder: Path, backbone: BackboneShape) -> Adapter:
-    """Read, validate against the backbone, and return the canonical adapter (host memory, float32).
+def load_adapter(folder: Path, backbone: BackboneShape) -> Adapter | Ensemble:
+    """Read, validate against the backbone, and return the canonical adapter (host memory, float32), or an
+    ensemble (its members are checked against the store by the caller: formats do not see the store).
 
     Raises only the service's own errors (InvalidAdapter for anything wrong with the folder), and
     FileNotFoundError when the folder vanishes while read (the cache's signal of a concurrent delete)."""
@@ -99,6 +104,8 @@ def load_adapter(folder: Path, backbone: BackboneShape) -> Adapter:
         raise InvalidAdapter(
             f"the adapter folder could not be read ({type(e).__name__}: {str(e)[:300]})", unexpected=True
         ) from None
+    if isinstance(adapter, Ensemble):
+        return adapter
     if adapter.head.pooling == "pooler" and not backbone.has_pooler:
         raise InvalidAdapter(
             "this adapter's head uses the pooler, but the backbone checkpoint has no pooler "
@@ -106,4 +113,22 @@ def load_adapter(folder: Path, backbone: BackboneShape) -> Adapter:
         )
     if adapter.hidden_size != backbone.hidden_size:
         raise InvalidAdapter(f"adapter hidden size {adapter.hidden_size} != backbone {backbone.hidden_size}")
+    _check_head_task(adapter)
     return adapter
+
+
+def _check_head_task(adapter: Adapter) -> None:
+    """The task (from the head, or a sidecar's override) must fit the head's shape."""
+    head, task = adapter.head, tasks.get(adapter.head.task)
+    if (head.pooling == "tokens") != task.per_token:
+        raise InvalidAdapter(
+            f"the head gives one output per {'token' if head.pooling == 'tokens' else 'text'}, which does not "
+            f"fit task {head.task!r}; fix the task in adapterserve.json or the head",
+            task=head.task,
+        )
+    if task.head_outputs is not None and head.num_labels != task.head_outputs:
+        raise InvalidAdapter(
+            f"a {head.task} head gives {task.head_outputs} outputs per token ({', '.join(task.label_names(set()))}); "
+            f"this one gives {head.num_labels}",
+            outputs=head.num_labels,
+        )

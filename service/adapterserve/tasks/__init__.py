@@ -10,6 +10,7 @@ from __future__ import annotations
 from .base import Task
 from .classification import TASK as _classification
 from .multilabel import TASK as _multilabel
+from .qa import TASK as _qa
 from .tagging import TASK as _tagging
 
 REGISTRY: dict[str, Task] = {}
@@ -38,7 +39,7 @@ def by_adapterhub_head_type() -> dict[str, str]:
     return {t.adapterhub_head_type: t.name for t in REGISTRY.values()}
 
 
-_BUILTIN = (_classification, _multilabel, _tagging)
+_BUILTIN = (_classification, _multilabel, _tagging, _qa)
 for _task in _BUILTIN:
     register(_task)
 

@@ -27,6 +27,7 @@ class Example:
     labels: list[str] | None = None  # multilabel
     tokens: list[str] | None = None  # tagging: words
     tags: list[str] | None = None  # tagging: one label per word
+    answer_start: int | None = None  # qa: text = question, pair = context, label = the answer's text
 
 
 @dataclass
@@ -41,6 +42,10 @@ class Columns:
     tokens: str = "tokens"
     tags: str = "tags"
     delimiter: str | None = None  # CSV only; None: "\t" for .tsv, "," otherwise
+    question: str = "question"  # qa
+    context: str = "context"  # qa
+    answer: str = "answers"  # qa: {"text": [...], "answer_start": [...]}, [{"text", "answer_start"}], or a text
+    answer_start: str = "answer_start"  # qa, with a plain answer text
 
 
 Skip = Callable[[str], None]  # counts a skipped row under a reason
@@ -58,6 +63,8 @@ class Task:
     data_help: str = ""  # what one row holds, for the refusal of another format
     adapterhub_head_type: str  # head_config.json "head_type" in AdapterHub flex heads
     peft_task_type: str  # PEFT adapter_config.json "task_type" written on export
+    peft_head_module: str = "classifier"  # the head's module name in PEFT files (modules_to_save)
+    head_outputs: int | None = None  # a fixed number of head outputs (qa: start and end), else one per label
 
     # -- serving
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
@@ -71,6 +78,19 @@ class Task:
     def example(self, rec: dict, cols: Columns, skip: Skip) -> Example | None:
         """One record -> an Example, or None (after `skip(reason)`) when the row is unusable."""
         raise NotImplementedError
+
+    def json_records(self, doc) -> Iterable[dict]:
+        """The records of a .json file holding one JSON document: a list of records, or one record (a file of
+        JSON lines is read line by line instead)."""
+        if isinstance(doc, dict):
+            return [doc]
+        if not isinstance(doc, list):
+            raise ValueError("a .json data file must hold a list of records (or use JSONL, one per line)")
+        return (rec for rec in doc if isinstance(rec, dict))
+
+    def label_names(self, names: set[str]) -> list[str]:
+        """The head's output order from the labels the data uses: sorted."""
+        return sorted(names)
 
     def example_labels(self, ex: Example) -> Iterable[str]:
         """The label names one example uses (the label vocabulary is their sorted union)."""

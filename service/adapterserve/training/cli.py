@@ -20,7 +20,8 @@ baselines: they report metrics and write eval.json only, no servable adapter.
 
 Data: CSV/TSV (header row) or JSONL. Classification: --text-column and --label-column; multi-label:
 --labels-column (a JSON list in JSONL, a --labels-separator joined string in CSV); tagging: JSONL with a
-list of words (--tokens-column) and one tag per word (--tags-column). --data may be
+list of words (--tokens-column) and one tag per word (--tags-column); question answering (--task qa):
+SQuAD JSON or JSONL with a question, a context and an answer text with its character start. --data may be
 pkg://<package>/<path> for a file inside an installed Python package.
 """
 
@@ -59,6 +60,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     d.add_argument("--tokens-column", default=D.tokens_column, help="tagging: the list of words")
     d.add_argument("--tags-column", default=D.tags_column, help="tagging: the list of tags, one per word")
+    d.add_argument("--question-column", default=D.question_column, help="qa: the question")
+    d.add_argument("--context-column", default=D.context_column, help="qa: the context the answer is in")
+    d.add_argument(
+        "--answer-column",
+        default=D.answer_column,
+        help='qa: {"text": [...], "answer_start": [...]}, a list of {"text", "answer_start"}, or the answer text',
+    )
+    d.add_argument("--answer-start-column", default=D.answer_start_column, help="qa: the start of a plain answer text")
     d.add_argument("--delimiter", default=D.delimiter, help="CSV delimiter (default: ',' or tab for .tsv)")
     d.add_argument("--dedupe", action="store_true", help="drop rows whose input repeats an earlier row's")
     d.add_argument("--max-rows", type=int, default=D.max_rows, help="use only the first N usable rows (0: all)")

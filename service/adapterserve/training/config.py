@@ -26,6 +26,10 @@ class TrainConfig:
     labels_separator: str = ","
     tokens_column: str = "tokens"
     tags_column: str = "tags"
+    question_column: str = "question"
+    context_column: str = "context"
+    answer_column: str = "answers"
+    answer_start_column: str = "answer_start"
     delimiter: str | None = None
     dedupe: bool = False
     max_rows: int = 0
@@ -89,6 +93,10 @@ class TrainConfig:
             tokens=self.tokens_column,
             tags=self.tags_column,
             delimiter=self.delimiter,
+            question=self.question_column,
+            context=self.context_column,
+            answer=self.answer_column,
+            answer_start=self.answer_start_column,
         )
 
     @property

@@ -185,13 +185,16 @@ def write_peft(folder: Path, adapter: Adapter, spec: Spec, name: str, backbone_n
         "target_modules": peft_target_modules(spec.lora_targets),
         "task_type": tasks.get(spec.task).peft_task_type,
     }
+    if tasks.get(spec.task).peft_head_module != "classifier":
+        config["modules_to_save"] = [tasks.get(spec.task).peft_head_module]  # PEFT's default for the task type
     _dump(folder / "adapter_config.json", config)
     tensors = {}
     for (layer, site), s in sorted(adapter.lora.items()):
         p = f"base_model.model.bert.encoder.layer.{layer}.{site}."
         tensors[p + "lora_A.weight"], tensors[p + "lora_B.weight"] = _t(s.a), _t(s.b)
     ((w, b),) = adapter.head.layers
-    tensors["base_model.model.classifier.weight"], tensors["base_model.model.classifier.bias"] = _t(w), _t(b)
+    head = tasks.get(spec.task).peft_head_module
+    tensors[f"base_model.model.{head}.weight"], tensors[f"base_model.model.{head}.bias"] = _t(w), _t(b)
     _save(tensors, folder / "adapter_model.safetensors")
 
 

@@ -1,0 +1,98 @@
+"""Several adapters over the same inputs: fan-out (/classify?adapter=a,b,c) and ensembles.
+
+Names resolve to adapters or ensembles; an ensemble expands to its members. Every adapter needed (each
+once, however many names share it) gets one row per input, all rows of one work item, so the backbone
+runs once; the results are then split back per name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from ..adapters.ensemble import Ensemble
+from ..errors import AdapterNotFound, BadRequest, Conflict, PayloadTooLarge
+from ..snapshot import Snapshot
+from ..store import validate_name
+
+if TYPE_CHECKING:
+    from ..lifecycle import Lifecycle
+
+
+def parse_names(value: str, limit: int) -> list[str]:
+    names = [validate_name(n.strip()) for n in value.split(",")]
+    if len(set(names)) != len(names):
+        raise BadRequest(f"adapter names repeat in {value!r}; name each adapter once")
+    if len(names) > limit:
+        raise PayloadTooLarge(
+            f"{len(names)} adapters in one request; the limit is {limit}: split the request",
+            adapters=len(names),
+            limit=limit,
+        )
+    return names
+
+
+async def resolve_names(lifecycle: Lifecycle, names: list[str]) -> dict[str, Snapshot]:
+    """Every name loaded, or one 404 naming all the unknown ones."""
+    got = await asyncio.gather(*(lifecycle.get(n) for n in names), return_exceptions=True)
+    missing = [n for n, g in zip(names, got) if isinstance(g, AdapterNotFound)]
+    if missing:
+        available = await asyncio.to_thread(lifecycle.store.names)
+        raise AdapterNotFound(f"unknown adapter(s) {missing}; available: {available}", names=missing)
+    for g in got:
+        if isinstance(g, BaseException):
+            raise g
+    return dict(zip(names, got))
+
+
+def check_members(name: str, members: dict[str, Snapshot]) -> tuple[str, list[str]]:
+    """The members' common task and labels; a 4xx naming the difference otherwise."""
+    first, task, labels = None, None, None
+    for member, loaded in members.items():
+        host = loaded.adapter
+        if isinstance(host, Ensemble):
+            raise BadRequest(f"ensemble {name!r}: member {member!r} is itself an ensemble; name adapters only")
+        if host.task not in ("classification", "multilabel"):
+            raise BadRequest(
+                f"ensemble {name!r}: member {member!r} is a {host.task} adapter; ensembles combine classifiers"
+            )
+        if first is None:
+            first, task, labels = member, host.task, list(host.labels)
+        elif host.task != task:
+            raise BadRequest(f"ensemble {name!r}: member {member!r} is {host.task} but {first!r} is {task}")
+        elif list(host.labels) != labels:
+            raise BadRequest(
+                f"ensemble {name!r}: member {member!r} has labels {list(host.labels)} but {first!r} has {labels}",
+                member=member,
+                labels=list(host.labels),
+                expected=labels,
+            )
+    return task, labels
+
+
+async def resolve_members(lifecycle: Lifecycle, name: str, ensemble: Ensemble) -> tuple[Ensemble, dict[str, Snapshot]]:
+    """An ensemble's members as they are now, and the ensemble with their task and labels (one published
+    straight into a store, not through the admin API, has none recorded): 409 when a member was deleted or
+    no longer fits."""
+    try:
+        members = await resolve_names(lifecycle, ensemble.members)
+    except AdapterNotFound as e:
+        missing = e.details.get("names", [])
+        raise Conflict(
+            f"ensemble {name!r} cannot answer: member(s) {missing} were deleted; publish them again, or a new "
+            "version of the ensemble without them",
+            ensemble=name,
+            missing=missing,
+        ) from None
+    try:
+        task, labels = check_members(name, members)
+    except BadRequest as e:
+        raise Conflict(f"{e.message}; publish a new version of the ensemble", ensemble=name) from None
+    if ensemble.task is not None and (task, labels) != (ensemble.task, ensemble.labels):
+        raise Conflict(
+            f"ensemble {name!r} was published for {ensemble.task} labels {ensemble.labels}; its members now "
+            f"give {task} labels {labels}: publish a new version of the ensemble",
+            ensemble=name,
+        )
+    return replace(ensemble, task=task, labels=labels), members
