@@ -64,8 +64,9 @@ def _upload(client, admin, name, spec: dict | str):
 
 @pytest.fixture
 def ens_client(client, admin):
-    r = client.put("/admin/adapters/sentiment2", files=golden_files("ah_double_seq_bn"), headers=admin)
-    assert r.status_code == 201, r.text
+    for name, case in (("sentiment2", "ah_double_seq_bn"), ("multi2", "ah_multilabel")):
+        r = client.put(f"/admin/adapters/{name}", files=golden_files(case), headers=admin)
+        assert r.status_code == 201, r.text
     return client
 
 
@@ -112,6 +113,7 @@ def test_fanout_can_name_an_ensemble(ens_client, admin):
     [
         ({"members": ["sentiment", "lora"]}, "labels"),  # LABEL_0.. vs negative/neutral/positive
         ({"members": ["sentiment", "multi"]}, "multilabel"),
+        ({"members": ["multi", "multi2"], "combine": "vote"}, "'vote' needs single-label"),
         ({"members": ["sentiment", "ner"]}, "tagging"),
         ({"members": ["sentiment", "nope"]}, "nope"),
         ({"members": ["sentiment"]}, "2 to"),

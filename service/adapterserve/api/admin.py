@@ -116,7 +116,7 @@ async def _check_ensemble(state: AppState, name: str, folder: Path, ensemble: En
     except AdapterNotFound as e:
         missing = e.details.get("names", [])
         raise BadRequest(f"ensemble {name!r}: member(s) {missing} are not published", missing=missing) from None
-    ensemble.task, ensemble.labels = check_members(name, members)
+    ensemble.task, ensemble.labels = check_members(name, ensemble, members)
     await asyncio.to_thread(ensemble_format.write, folder, ensemble)
     return ensemble
 

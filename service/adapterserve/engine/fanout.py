@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from .. import tasks
 from ..adapters.ensemble import Ensemble
 from ..errors import AdapterNotFound, BadRequest, Conflict, PayloadTooLarge
 from ..snapshot import Snapshot
@@ -46,28 +47,32 @@ async def resolve_names(lifecycle: Lifecycle, names: list[str]) -> dict[str, Sna
     return dict(zip(names, got))
 
 
-def check_members(name: str, members: dict[str, Snapshot]) -> tuple[str, list[str]]:
+def check_members(name: str, ensemble: Ensemble, members: dict[str, Snapshot]) -> tuple[str, list[str]]:
     """The members' common task and labels; a 4xx naming the difference otherwise."""
     first, task, labels = None, None, None
     for member, loaded in members.items():
-        host = loaded.adapter
-        if isinstance(host, Ensemble):
+        adapter = loaded.adapter
+        if isinstance(adapter, Ensemble):
             raise BadRequest(f"ensemble {name!r}: member {member!r} is itself an ensemble; name adapters only")
-        if host.task not in ("classification", "multilabel"):
+        if tasks.get(adapter.task).route != "classify":
             raise BadRequest(
-                f"ensemble {name!r}: member {member!r} is a {host.task} adapter; ensembles combine classifiers"
+                f"ensemble {name!r}: member {member!r} is a {adapter.task} adapter; ensembles combine classifiers"
             )
         if first is None:
-            first, task, labels = member, host.task, list(host.labels)
-        elif host.task != task:
-            raise BadRequest(f"ensemble {name!r}: member {member!r} is {host.task} but {first!r} is {task}")
-        elif list(host.labels) != labels:
+            first, task, labels = member, adapter.task, list(adapter.labels)
+        elif adapter.task != task:
+            raise BadRequest(f"ensemble {name!r}: member {member!r} is {adapter.task} but {first!r} is {task}")
+        elif list(adapter.labels) != labels:
             raise BadRequest(
-                f"ensemble {name!r}: member {member!r} has labels {list(host.labels)} but {first!r} has {labels}",
+                f"ensemble {name!r}: member {member!r} has labels {list(adapter.labels)} but {first!r} has {labels}",
                 member=member,
-                labels=list(host.labels),
+                labels=list(adapter.labels),
                 expected=labels,
             )
+    if ensemble.combine == "vote" and task == "multilabel":
+        raise BadRequest(
+            f"ensemble {name!r}: 'vote' needs single-label classifiers; combine multi-label ones by 'mean'"
+        )
     return task, labels
 
 
@@ -86,7 +91,7 @@ async def resolve_members(lifecycle: Lifecycle, name: str, ensemble: Ensemble) -
             missing=missing,
         ) from None
     try:
-        task, labels = check_members(name, members)
+        task, labels = check_members(name, ensemble, members)
     except BadRequest as e:
         raise Conflict(f"{e.message}; publish a new version of the ensemble", ensemble=name) from None
     if ensemble.task is not None and (task, labels) != (ensemble.task, ensemble.labels):
