@@ -14,6 +14,8 @@ from adapterserve.engine.runner import run_items
 from adapterserve.engine.tokenize import tokenize
 from adapterserve.errors import BadRequest, InvalidName, PayloadTooLarge
 from adapterserve.formats import load_adapter
+from adapterserve.snapshot import Snapshot
+from adapterserve.store.base import VersionInfo
 
 from ..conftest import GOLDEN, backbone_for
 
@@ -22,7 +24,10 @@ def test_one_item_with_row_adapters_is_one_pass_with_one_segment_per_adapter():
     bb = backbone_for("tiny-bert")
     loop = asyncio.new_event_loop()
     try:
-        adapters = {c: load_adapter(GOLDEN / c / "adapter", bb.shape) for c in ("ah_seq_bn", "peft_lora_list")}
+        adapters = {
+            c: Snapshot(c, VersionInfo("v1", "0" * 64, 0.0, 0), load_adapter(GOLDEN / c / "adapter", bb.shape))
+            for c in ("ah_seq_bn", "peft_lora_list")
+        }
         rows = tokenize(bb.tokenizer, ["x", "a longer text " * 5, "mid text"], None, 128, True)
         order = sorted(adapters)
         item = WorkItem("a,b", None, rows * len(order), False, time.monotonic() + 9, loop.create_future())
