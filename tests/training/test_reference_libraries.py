@@ -47,7 +47,24 @@ CASES = [
     ("ia3", "tagging"),
     ("prefix", "classification"),
     ("prefix", "tagging"),
+    ("seq_bn", "qa"),
+    ("lora", "qa"),
 ]
+QA_PAIRS = [  # (question, context, answer): short contexts, one window each
+    ("Where is the tower?", "The tower is in Paris.", "Paris"),
+    ("Who wrote it?", "It was written by Maria in a small house by the sea.", "Maria"),
+]
+QA_LABELS = ["start", "end"]
+
+
+def _qa_batch(backbone):
+    from adapterserve.tasks.base import Example
+    from adapterserve.training.features import collate, encode
+
+    ex = [Example(text=q, pair=c, label=a, answer_start=c.index(a)) for q, c, a in QA_PAIRS]
+    rows = encode(ex, backbone.tokenizer, "qa", QA_LABELS, 64)
+    assert len(rows) == len(QA_PAIRS)
+    return collate(rows, backbone.tokenizer.pad_token_id, "qa")
 
 
 @pytest.mark.slow
@@ -62,7 +79,7 @@ def test_reference_library_reproduces_exported_adapter(tiny_backbone, tiny_path,
     spec = Spec(
         kind=kind,
         task=task,
-        labels=LABELS[task],
+        labels=QA_LABELS if task == "qa" else LABELS[task],
         reduction_factor=4,
         lora_r=4,
         lora_alpha=8,
@@ -72,15 +89,16 @@ def test_reference_library_reproduces_exported_adapter(tiny_backbone, tiny_path,
     _perturb(adapter, 6)
     folder = tmp_path / "adapter"
     export(folder, adapter, spec, "ref", tiny_path, "")
-    batch = _batch(b, task)
+    batch = _qa_batch(b) if task == "qa" else _batch(b, task)
     ours = served_logits(b, adapter, batch)
     req = {
         "folder": str(folder),
         "backbone": tiny_path,
         "task": task,
-        "num_labels": len(LABELS[task]),
+        "num_labels": len(spec.labels),
         "texts": TEXTS,
         "words": WORDS,
+        "pairs": [[q, c] for q, c, _ in QA_PAIRS],
     }
     (tmp_path / "req.json").write_text(json.dumps(req))
     proc = subprocess.run(
@@ -93,5 +111,5 @@ def test_reference_library_reproduces_exported_adapter(tiny_backbone, tiny_path,
     theirs = json.loads(proc.stdout.strip().splitlines()[-1])["logits"]
     for i, ref in enumerate(theirs):
         ref = torch.tensor(ref)
-        mine = ours[i, : ref.shape[0]] if task == "tagging" else ours[i]
+        mine = ours[i, : ref.shape[0]] if task in ("tagging", "qa") else ours[i]
         assert torch.allclose(mine, ref, atol=1e-5), (i, (mine - ref).abs().max())
