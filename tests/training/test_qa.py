@@ -107,3 +107,35 @@ def test_train_qa_exports_a_folder_the_service_answers_with(train_cli, qa_dir, t
 def test_head_only_baseline_on_qa(train_cli, qa_dir, tmp_path):
     rc, report = train_cli(["--data", str(qa_dir / "squad.jsonl"), "--task", "qa", "--kind", "head"], tmp_path / "o")
     assert rc == 0 and report["servable"] is False and report["test"]["n"] > 0
+
+
+@pytest.mark.slow  # trains for several epochs
+def test_trained_qa_adapter_learns_and_answers_through_http(train_cli, tmp_path, tiny_path):
+    """The whole path: SQuAD JSONL -> train --task qa -> publish -> POST /answer finds the capital."""
+    from fastapi.testclient import TestClient
+
+    from adapterserve.main import create_app
+    from adapterserve.state import build_state
+    from adapterserve.store import open_store
+
+    from ..api.conftest import make_settings
+    from ..conftest import backbone_for
+
+    data = tmp_path / "squad.jsonl"
+    with open(data, "w") as f:
+        for q, c, a, s in _squad_rows(200, 5):
+            f.write(json.dumps({"question": q, "context": c, "answers": {"text": [a], "answer_start": [s]}}) + "\n")
+    argv = ["--data", str(data), "--task", "qa", "--epochs", "8", "--lr", "1e-2", "--reduction-factor", "4"]
+    rc, report = train_cli([*argv, "--batch-size", "16", "--patience", "0"], tmp_path / "out")
+    assert rc == 0 and report["validation"]["f1"] >= 0.8, report["training"]["history"]
+    settings = make_settings(tmp_path)
+    open_store(settings.store).publish("capitals", tmp_path / "out")
+    app = create_app(settings, lambda s: build_state(s, backbone=backbone_for("tiny-bert")))
+    context = "The capital of country5 is Lisbon. " + FILLER
+    with TestClient(app) as client:
+        r = client.post(
+            "/answer?adapter=capitals",
+            json={"inputs": {"question": "What is the capital of country5?", "context": context}},
+        )
+    assert r.status_code == 200, r.text
+    assert r.json()[0]["answer"] == "Lisbon", r.json()
