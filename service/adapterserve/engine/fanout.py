@@ -37,10 +37,9 @@ def parse_names(value: str, limit: int) -> list[str]:
 async def resolve_names(lifecycle: Lifecycle, names: list[str]) -> dict[str, Snapshot]:
     """Every name loaded, or one 404 naming all the unknown ones."""
     got = await asyncio.gather(*(lifecycle.get(n) for n in names), return_exceptions=True)
-    missing = [n for n, g in zip(names, got) if isinstance(g, AdapterNotFound)]
-    if missing:
-        available = await asyncio.to_thread(lifecycle.store.names)
-        raise AdapterNotFound(f"unknown adapter(s) {missing}; available: {available}", names=missing)
+    missing = [(n, g) for n, g in zip(names, got) if isinstance(g, AdapterNotFound)]
+    if missing:  # each message says its closest names (store.not_found)
+        raise AdapterNotFound("; ".join(g.message for _, g in missing), names=[n for n, _ in missing])
     for g in got:
         if isinstance(g, BaseException):
             raise g
