@@ -120,7 +120,7 @@ def test_fanout_can_name_an_ensemble(ens_client, admin):
         ({"members": ["sentiment", "sentiment2"], "combine": "max"}, "combine"),
         ({"members": ["sentiment", "sentiment2"], "weights": [1]}, "weights"),
         ({"members": ["sentiment", "sentiment2"], "weights": [-1, 2]}, "weights"),
-        ({"members": ["sentiment", "sentiment2"], "extra": 1}, "unknown key"),
+        ({"members": ["sentiment", "sentiment2"], "extra": 1}, "extra is not a key"),
         ("{not json", "JSON"),
     ],
 )

@@ -7,12 +7,13 @@ adapterserve adds "task" and "labels" (the members', checked equal) when the upl
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
+from .. import tasks
 from ..adapters.ensemble import COMBINE, Ensemble
 from ..errors import InvalidAdapter
 from ..store.base import NAME_RE
+from .fields import REQUIRED, Fields
 from .weights import read_json
 
 NAME = "ensemble"
@@ -29,35 +30,31 @@ def load(folder: Path) -> Ensemble:
     others = sorted(p.name for p in folder.iterdir() if p.name != FILE)
     if others:
         raise InvalidAdapter(f"an ensemble folder holds {FILE} only; also found {others[:5]}")
-    data = read_json(folder / FILE)
-    if not isinstance(data, dict):
-        raise InvalidAdapter(f"{FILE} must be a JSON object")
-    unknown = sorted(set(data) - KEYS)
-    if unknown:
-        raise InvalidAdapter(f"{FILE}: unknown key {unknown[0]!r}; keys: {sorted(KEYS)}", key=unknown[0])
-    members = data.get("members")
-    if not isinstance(members, list) or not all(isinstance(m, str) and NAME_RE.match(m) for m in members):
-        raise InvalidAdapter(f"{FILE}: 'members' must be a list of adapter names")
+    f = Fields(read_json(folder / FILE), FILE)
+    unknown = sorted(set(f.data) - KEYS)
+    if unknown:  # our own format: a misspelt key ("weight") must not be silently ignored
+        raise f.fail(unknown[0], f"is not a key of {FILE}; keys: {sorted(KEYS)}")
+
+    def member(key: str, value) -> str:
+        if not isinstance(value, str) or not NAME_RE.match(value):
+            raise f.fail(key, "must be an adapter name", value)
+        return value
+
+    members = f.list("members", REQUIRED, member)
     if not 2 <= len(members) <= MAX_MEMBERS or len(set(members)) != len(members):
-        raise InvalidAdapter(f"{FILE}: 'members' must name 2 to {MAX_MEMBERS} different adapters, got {members}")
-    combine = data.get("combine", "mean")
-    if combine not in COMBINE:
-        raise InvalidAdapter(f"{FILE}: 'combine' must be one of {list(COMBINE)}, got {combine!r}", key="combine")
-    weights = data.get("weights", [1.0] * len(members))
-    if (
-        not isinstance(weights, list)
-        or len(weights) != len(members)
-        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in weights)
-        or any(x < 0 for x in weights)
-        or sum(weights) <= 0
-    ):
-        raise InvalidAdapter(
-            f"{FILE}: 'weights' must be {len(members)} non-negative numbers (one per member) with a positive sum",
-            key="weights",
+        raise f.fail("members", f"must name 2 to {MAX_MEMBERS} different adapters", members)
+    combine = f.choice("combine", "mean", COMBINE)
+    weights = f.list("weights", [1.0] * len(members), f.a_number(min=0))
+    if len(weights) != len(members) or sum(weights) <= 0:
+        raise f.fail(
+            "weights", f"must be {len(members)} non-negative numbers (one per member) with a positive sum", weights
         )
-    task, labels = data.get("task"), data.get("labels")
+    task = f.choice("task", None, tasks.names(), nullable=True)
+    labels = f.list("labels", None, f.a_str(nonempty=True), nullable=True)
     if combine == "vote" and task == "multilabel":
-        raise InvalidAdapter(f"{FILE}: 'vote' needs single-label classifiers; combine multi-label ones by 'mean'")
+        raise f.fail(
+            "combine", "must be 'mean' for multi-label members ('vote' needs single-label classifiers)", combine
+        )
     return Ensemble(list(members), combine, [float(x) for x in weights], task, labels)
 
 
