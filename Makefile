@@ -45,6 +45,8 @@ golden:
 	HF_HUB_OFFLINE=1 $$(tests/fixtures/ref_envs.sh adapters) tests/fixtures/make_golden_kinds.py --lib adapters
 	HF_HUB_OFFLINE=1 $$(tests/fixtures/ref_envs.sh peft) tests/fixtures/make_golden_kinds.py --lib peft
 	HF_HUB_OFFLINE=1 $$(tests/fixtures/ref_envs.sh peft-tf4) tests/fixtures/make_golden_kinds.py --lib peft-tf4
+	HF_HUB_OFFLINE=1 $$(tests/fixtures/ref_envs.sh adapters) tests/fixtures/make_golden_qa.py --lib adapters
+	HF_HUB_OFFLINE=1 $$(tests/fixtures/ref_envs.sh peft-tf4) tests/fixtures/make_golden_qa.py --lib peft
 
 # Retrains the shipped sentiment adapter (about 10-15 minutes on 2 CPU cores) and publishes a new version.
 sentiment: $(STAMP)

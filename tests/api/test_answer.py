@@ -82,7 +82,7 @@ def test_single_input_object(qa_client):
         ({"inputs": {"question": "Where?", "context": ""}}, "context is empty"),
         ({"inputs": {"question": "Where?", "context": "   "}}, "context is empty"),
         ({"inputs": {"question": "", "context": "Paris."}}, "question is empty"),
-        ({"inputs": []}, "must not be empty"),
+        ({"inputs": []}, "inputs"),
         ({"inputs": "Where?"}, "inputs"),
         ({"inputs": {"question": "q", "context": "c"}, "top_k": 0}, "top_k"),
         ({"inputs": {"question": "q", "context": "c"}, "max_answer_len": 0}, "max_answer_len"),

@@ -45,7 +45,8 @@ def test_fanout_unknown_names_are_one_404_naming_them(client):
     [
         (",".join(f"a{i}" for i in range(9)), 413, "limit is 8"),
         ("sentiment,sentiment", 422, "once"),
-        ("sentiment,", 422, "invalid adapter name"),
+        ("sentiment,", 422, "adapter"),
+        ("sentiment," + "a" * 129, 404, "at most 128 characters"),
         ("sentiment,ner", 422, "/tag"),
     ],
 )

@@ -112,7 +112,7 @@ async def _check_ensemble(state: AppState, name: str, folder: Path, ensemble: En
     if name in ensemble.members:
         raise BadRequest(f"ensemble {name!r} names itself as a member")
     try:
-        members = await resolve_names(state.lifecycle, ensemble.members)
+        members = await resolve_names(state.lifecycle.get, ensemble.members)
     except AdapterNotFound as e:
         missing = e.details.get("names", [])
         raise BadRequest(f"ensemble {name!r}: member(s) {missing} are not published", missing=missing) from None

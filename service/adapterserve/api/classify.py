@@ -68,7 +68,8 @@ async def classify(
     deadline = state.router.deadline()
 
     async def work():
-        loaded = await resolve_names(state.lifecycle, names)
+        # the router's resolve refuses adapters of other routes' tasks (ensembles answer /classify)
+        loaded = await resolve_names(lambda n: state.router.resolve(n, "classify"), names)
         request.state.adapter_known = True
         needs: dict[str, tuple] = {}  # name -> (adapter or ensemble, the adapters whose logits it needs)
         leaves = {}
@@ -83,7 +84,6 @@ async def classify(
                 leaves.update(members)
                 needs[name] = (ensemble, list(members))
             else:
-                state.router.check_route(name, entry, "classify")
                 leaves[name] = entry
                 needs[name] = (entry.adapter, [name])
         # Prompt/prefix adapters take positions of the backbone's limit: texts fit beside the widest.

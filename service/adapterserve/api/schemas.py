@@ -210,7 +210,7 @@ class QAInput(BaseModel):
 
 class AnswerRequest(BaseModel):
     model_config = STRICT
-    inputs: QAInput | list[QAInput] = Field(
+    inputs: QAInput | Annotated[list[QAInput], Field(min_length=1)] = Field(
         ..., description="a {question, context} object, or a list of them (one answer per element)"
     )
     top_k: int = Field(1, ge=1, le=50, description="1: one answer object per input; more: a list, best first")
@@ -220,6 +220,10 @@ class AnswerRequest(BaseModel):
         ge=0,
         description="overlap in tokens between windows of a context longer than the backbone "
         "(default: the pipeline's min(max_seq_len // 2, 128))",
+    )
+    # JSON integers may be written 24.0 (the schema says integer): accepted as in the other routes
+    _integral = field_validator("top_k", "max_answer_len", "doc_stride", mode="before")(
+        classmethod(lambda cls, v: _integral(v))
     )
 
     @field_validator("inputs")

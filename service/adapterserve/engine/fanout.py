@@ -8,6 +8,7 @@ runs once; the results are then split back per name.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -21,8 +22,15 @@ if TYPE_CHECKING:
     from ..lifecycle import Lifecycle
 
 
+MAX_NAME_LENGTH = 128
+
+
 def parse_names(value: str, limit: int) -> list[str]:
-    names = [validate_name(n.strip()) for n in value.split(",")]
+    names = value.split(",")
+    for n in names:  # the query's pattern checked the characters; a name this long cannot be in any store
+        if len(n) > MAX_NAME_LENGTH:
+            raise AdapterNotFound(f"no adapter is named {n[:40]!r}...: names have at most {MAX_NAME_LENGTH} characters")
+        validate_name(n)
     if len(set(names)) != len(names):
         raise BadRequest(f"adapter names repeat in {value!r}; name each adapter once")
     if len(names) > limit:
@@ -34,9 +42,10 @@ def parse_names(value: str, limit: int) -> list[str]:
     return names
 
 
-async def resolve_names(lifecycle: Lifecycle, names: list[str]) -> dict[str, Snapshot]:
-    """Every name loaded, or one 404 naming all the unknown ones."""
-    got = await asyncio.gather(*(lifecycle.get(n) for n in names), return_exceptions=True)
+async def resolve_names(get: Callable[[str], Awaitable[Snapshot]], names: list[str]) -> dict[str, Snapshot]:
+    """Every name resolved by `get` (the router's resolve for a route, or the lifecycle's get), or one 404
+    naming all the unknown ones."""
+    got = await asyncio.gather(*(get(n) for n in names), return_exceptions=True)
     missing = [(n, g) for n, g in zip(names, got) if isinstance(g, AdapterNotFound)]
     if missing:  # each message says its closest names (store.not_found)
         raise AdapterNotFound("; ".join(g.message for _, g in missing), names=[n for n, _ in missing])
@@ -80,7 +89,7 @@ async def resolve_members(lifecycle: Lifecycle, name: str, ensemble: Ensemble) -
     straight into a store, not through the admin API, has none recorded): 409 when a member was deleted or
     no longer fits."""
     try:
-        members = await resolve_names(lifecycle, ensemble.members)
+        members = await resolve_names(lifecycle.get, ensemble.members)
     except AdapterNotFound as e:
         missing = e.details.get("names", [])
         raise Conflict(
