@@ -45,6 +45,7 @@ class Config:
     extra_concurrency: list[int] = field(default_factory=lambda: [128])  # one more 1-adapter phase each (mixed)
     inputs_per_request: int = 1
     max_batch_size: int = 64
+    bare_batch_size: int = 32  # the bare ceiling's batches, as a new user batches
     max_batch_tokens: int = 16384
     max_length: int = 0  # 0: the backbone's own limit; 128 for the GPU shape (long inputs truncated)
     reduction_factor: float = 16
@@ -597,17 +598,25 @@ def naive_suite(cfg: Config, backbone: str, texts: list[str], logs: Path) -> dic
 
 
 def bare_suite(cfg: Config, backbone_path: str, texts: list[str]) -> dict:
+    """The bare transformers ceiling at the server's thread count, in arrival order and sorted by length."""
+    from adapterserve.engine.threads import cpu_budget
+
+    from .inproc import ceiling
+
+    threads = cfg.server_threads or cpu_budget()
+    res = ceiling(backbone_path, texts, cfg.bare_batch_size, cfg.duration, threads, cfg.device)
+    orders = res["orders"]
+    log(
+        f"bare transformers in-process ({threads} threads, batch {cfg.bare_batch_size}): "
+        + ", ".join(f"{o} {r['seq_per_s']:.1f} seq/s (padding {r['padding_ratio']:.2f})" for o, r in orders.items())
+    )
+    return res
+
+
+def bare_model(cfg: Config, backbone_path: str):
     from adapterserve.engine.backbone import load_backbone
 
-    from .inproc import bare_backbone
-
-    bb = load_backbone(backbone_path, cfg.device, "auto", cfg.max_length)
-    res = bare_backbone(bb, texts, cfg.max_batch_size, cfg.duration)
-    log(
-        f"bare backbone in-process: {res.seq_per_s:.1f} seq/s (batch {cfg.max_batch_size}, padding "
-        f"{res.padding_ratio:.2f})"
-    )
-    return {"backbone": bb, **res.summary()}
+    return load_backbone(backbone_path, cfg.device, "auto", cfg.max_length)
 
 
 # ---- main -------------------------------------------------------------------------------------------------------
@@ -731,18 +740,13 @@ def main(argv=None) -> int:
             "cold_head_layers": cspec.head_layers,
             "write_s": round(time.monotonic() - t0, 1),
         }
-        bare_model = None
         if "bare" in cfg.strategies:
-            b = bare_suite(cfg, backbone, texts)
-            bare_model = b.pop("backbone")
-            results["bare"] = b
-        if cfg.prototype and bare_model is not None:
+            results["bare"] = bare_suite(cfg, backbone, texts)
+        if cfg.prototype:
             from .prototype import run_prototypes
 
             log("in-process prototypes (segment loop vs grouped adapters, length bucketing)")
-            results["prototype"] = run_prototypes(bare_model, texts, spec, cfg)
-        if bare_model is not None:
-            del bare_model
+            results["prototype"] = run_prototypes(bare_model(cfg, backbone), texts, spec, cfg)
         if cfg.prototype and cfg.device == "cpu":
             from adapterserve.engine.threads import cpu_budget
 
@@ -764,9 +768,7 @@ def main(argv=None) -> int:
                     results["adapters"]["cold_bytes"],
                 )
             if strategy == "mixed" and "bare" in cfg.strategies:  # the ceiling again, right after
-                b = bare_suite(cfg, backbone, texts)
-                b.pop("backbone")
-                results["bare_end"] = b
+                results["bare_end"] = bare_suite(cfg, backbone, texts)
         if "naive" in cfg.strategies:
             results["naive"] = naive_suite(cfg, backbone, texts, logs)
     machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from ..engine.postprocess import rank_labels
 from ..state import AppState
-from .common import run_adapter
+from .common import json_response, run_adapter
 from .deps import get_state
 from .middleware import metric_route
 from .responses import errors
@@ -31,8 +31,12 @@ async def classify(
 ):
     texts, pairs = body.texts_and_pairs()
     top_k, function = body.options()
-    loaded, _, logits = await run_adapter(
-        request, response, state, adapter, "classify", texts, pairs, truncate=body.truncate
+
+    def post_for(loaded, rows):
+        head = loaded.adapter.head
+        return lambda start, logits: [rank_labels(row, head.labels, head.task, top_k, function) for row in logits]
+
+    loaded, _, ranked = await run_adapter(
+        request, response, state, adapter, "classify", texts, pairs, truncate=body.truncate, post_for=post_for
     )
-    head = loaded.adapter.head
-    return [rank_labels(row, head.labels, head.task, top_k, function) for row in logits]
+    return json_response(ranked, {"X-Adapter-Version": loaded.version})

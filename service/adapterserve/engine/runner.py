@@ -148,6 +148,12 @@ def _run_placed(backbone: Backbone, items, placed: dict, on_stats, split_overhea
             out[i] = result
     results, i = [], 0
     for item in items:
-        results.append(out[i : i + len(item.rows)])
+        chunk = out[i : i + len(item.rows)]
         i += len(item.rows)
+        if item.post is not None:
+            try:
+                chunk = item.post(chunk)
+            except Exception as e:  # this item's answer fails; the batch's other items still get theirs
+                chunk = e
+        results.append(chunk)
     return results

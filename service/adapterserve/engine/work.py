@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..snapshot import Snapshot
@@ -20,6 +21,8 @@ class WorkItem:
     deadline: float  # time.monotonic()
     future: asyncio.Future
     enqueued: float = field(default_factory=time.monotonic)
+    # Turns this item's per-row outputs into its answer on the inference thread, not the event loop.
+    post: Callable[[list], list] | None = None
 
     @property
     def virtual_tokens(self) -> int:
