@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     max_length: int = Field(0, ge=0, description="token limit per input; 0 = the backbone's own")
+    runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="what runs the encoder (engine/runtime.py); auto = the measured default: torch"
+    )
 
     # store
     store: str = str(REPO_ROOT / "adapters_store")

@@ -82,6 +82,10 @@ class Backbone:
         self._heads = cfg.num_attention_heads
         self._pooler = model.pooler if info.has_pooler else None
         self._project = getattr(model, "embeddings_project", None)
+        from .runtime import TorchRuntime
+
+        # What runs `encode` for the batches (engine/runtime.py); build_state may put another runtime here.
+        self.runtime = TorchRuntime(self)
 
     @property
     def shape(self) -> BackboneShape:

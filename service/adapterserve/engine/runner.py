@@ -63,7 +63,7 @@ def run_rows(
     lead = [0 if a is None else a.virtual_tokens for a in row_adapters]
     ids, mask, types = pad(rows, pad_id, backbone.device, lead)
     with torch.inference_mode():
-        hidden, pooled = backbone.encode(ids, mask, types, adapters=plan)
+        hidden, pooled = backbone.runtime.encode(ids, mask, types, plan)
         per_segment = plan.heads(hidden, pooled)
         embed_rows = [i for i, a in enumerate(row_adapters) if a is None]
         emb = None

@@ -1,0 +1,66 @@
+"""Runtimes: what runs the frozen backbone's encoder for a batch. One registry, chosen by ADAPTERSERVE_RUNTIME.
+
+- "torch": PyTorch eager (Backbone.encode): every adapter kind, every device and dtype.
+- "onnx": ONNX Runtime on the CPU, the encoder exported once as a graph (engine/onnx_graph.py) whose extra
+  inputs carry per-row adapter weights, so mixed batches run in one graph call and adapters come and go
+  without a new export. Batches with something the graph cannot express run on the torch path.
+
+Every runtime takes the same `AdapterBatch` and answers (hidden [B, T, H], pooled [B, H] or None).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+
+from ..adapters.batch import AdapterBatch
+
+log = logging.getLogger(__name__)
+
+
+class TorchRuntime:
+    name = "torch"
+
+    def __init__(self, backbone, threads: int = 1):
+        self.backbone = backbone
+
+    def encode(self, ids, mask, types, adapters: AdapterBatch):
+        return self.backbone.encode(ids, mask, types, adapters=adapters)
+
+
+def _onnx(backbone, threads: int = 1):
+    from .onnx_runtime import OnnxRuntime
+
+    return OnnxRuntime(backbone, threads)
+
+
+RUNTIMES: dict[str, Callable] = {"torch": TorchRuntime, "onnx": _onnx}
+# Measured on the 2-core CI machine (docs/benchmarks.md, "Runtimes"): ONNX Runtime fp32 ran the MiniLM encoder
+# at 0.75-0.86x torch eager (torch uses oneDNN with AVX-512 here), so torch is the default everywhere.
+DEFAULT = {"cpu": "torch", "cuda": "torch"}
+
+
+def make_runtime(name: str, backbone, threads: int = 1):
+    """The runtime `name` ("auto": the measured default for the device). One that cannot load on this machine
+    falls back to torch with a log line saying why; asking for one on a device it does not serve is an error."""
+    if name == "auto":
+        name = DEFAULT[backbone.device.type]
+    if name not in RUNTIMES:
+        raise RuntimeError(f"unknown runtime {name!r}; choose one of {sorted(RUNTIMES)} or auto")
+    if name != "torch" and backbone.device.type != "cpu":
+        raise RuntimeError(
+            f"runtime {name!r} runs on the CPU only; use ADAPTERSERVE_RUNTIME=torch on {backbone.device}"
+        )
+    try:
+        runtime = RUNTIMES[name](backbone, threads)
+    except (ImportError, OSError, RuntimeError) as e:
+        log.warning("runtime %s cannot load (%s); falling back to the PyTorch runtime", name, str(e)[:500])
+        return TorchRuntime(backbone, threads)
+    log.info("runtime ready", extra={"runtime": runtime.name})
+    return runtime
+
+
+def to_torch(x) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.from_numpy(x)
