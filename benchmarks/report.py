@@ -598,6 +598,28 @@ def render(results: dict) -> str:
     out += ["", "## Memory", ""] + _memory_table(results)
     if gpu:
         out += ["", "GPU memory (nvidia-smi, per process) is in the JSON output (`--json`)."]
+    bare = results.get("bare")
+    if bare and bare.get("orders"):
+        out += [
+            "",
+            "## Bare transformers ceiling (in-process)",
+            "",
+            f"HF `AutoModel` (SDPA), tokenization included, {bare['threads']} torch threads (the server's), "
+            f"batches of {bare['batch_size']}; the served rate is compared with the better order.",
+            "",
+            "| order | seq/s | padding | tokenization share |",
+            "|---|---:|---:|---:|",
+        ]
+        for order, r in bare["orders"].items():
+            out.append(f"| {order} | {r['seq_per_s']:.1f} | {r['padding_ratio']:.0%} | {r['tokenize_share']:.0%} |")
+    if results.get("runtimes"):
+        from .runtimes import render as render_runtimes
+
+        out += ["", "## Runtimes (in-process)", ""] + render_runtimes(results["runtimes"])
+    if results.get("peers"):
+        from .peers import render as render_peers
+
+        out += ["", "## Peers: infinity-emb vs /v1/embeddings", ""] + render_peers(results["peers"])
     proto = results.get("prototype")
     if proto:
         from .prototype import render_prototypes

@@ -61,7 +61,11 @@ class Config:
     naive_mode: str = "serial"  # serial: one forward at a time; threads: concurrent forwards in FastAPI's pool
     texts: int = 4096
     seed: int = 0
-    strategies: list[str] = field(default_factory=lambda: ["bare", "mixed", "per_adapter", "naive"])
+    strategies: list[str] = field(
+        default_factory=lambda: ["bare", "mixed", "per_adapter", "naive", "runtimes", "peers"]
+    )
+    peer_concurrency: int = 32  # infinity-emb vs our /v1/embeddings: one text per request, 32 connections
+    peer_runtimes: list[str] = field(default_factory=lambda: ["torch", "onnx"])
     prototype: bool = True
     quick: bool = False
 
@@ -330,9 +334,12 @@ def phase_record(
 
 
 # ---- the suites ---------------------------------------------------------------------------------------------
-def service_server(cfg: Config, backbone: str, store: Path, batching: str, logs: Path) -> ServerProcess:
+def service_server(
+    cfg: Config, backbone: str, store: Path, batching: str, logs: Path, runtime: str = "auto"
+) -> ServerProcess:
     port = free_port()
     env = {
+        "ADAPTERSERVE_RUNTIME": runtime,
         "ADAPTERSERVE_BATCHING": batching,
         "ADAPTERSERVE_MAX_QUEUE_ITEMS": "1000000",
         "ADAPTERSERVE_MAX_QUEUE_TOKENS": "1000000000",
@@ -362,7 +369,9 @@ def service_server(cfg: Config, backbone: str, store: Path, batching: str, logs:
     ]
     if cfg.switch_interval:
         args = ["-m", "benchmarks.serve", "--switch-interval", str(cfg.switch_interval), "--"] + args[2:]
-    return ServerProcess(args, env, port, logs / f"server-{batching}.log", name=f"adapterserve ({batching})")
+    return ServerProcess(
+        args, env, port, logs / f"server-{batching}-{runtime}.log", name=f"adapterserve ({batching}, {runtime})"
+    )
 
 
 def traffic(cfg: Config, texts: list[str], n: int, dist: str, seed: int) -> list[L.Request]:
@@ -642,7 +651,9 @@ def parse_args(argv=None):
         help="bert-base: a random-weight BERT-base built in a temp folder (default with --device cuda)",
     )
     p.add_argument("--adapters", default=None, help="comma-separated adapter counts (default 1,8,64,512)")
-    p.add_argument("--strategies", default=None, help="subset of bare,mixed,per_adapter,naive")
+    p.add_argument(
+        "--strategies", default=None, help="subset of bare,mixed,per_adapter,naive,runtimes,peers (default: all)"
+    )
     p.add_argument("--duration", type=float, default=None, help="seconds measured per phase")
     p.add_argument("--warmup", type=float, default=None, help="seconds of unrecorded load before each phase")
     p.add_argument("--concurrency", type=int, default=None, help="closed-loop workers")
@@ -771,6 +782,25 @@ def main(argv=None) -> int:
                 results["bare_end"] = bare_suite(cfg, backbone, texts)
         if "naive" in cfg.strategies:
             results["naive"] = naive_suite(cfg, backbone, texts, logs)
+        if "runtimes" in cfg.strategies and cfg.device == "cpu":
+            from . import runtimes
+
+            log("in-process: the runtimes side by side (torch, onnx)")
+            results["runtimes"] = runtimes.measure(backbone, 20.0 if cfg.quick else 60.0, 32, 1)
+        if "peers" in cfg.strategies and cfg.device == "cpu":
+            from adapterserve.engine.threads import cpu_budget
+
+            from .peers import peers_suite
+
+            results["peers"] = peers_suite(
+                cfg,
+                backbone,
+                texts,
+                logs,
+                lambda rt: service_server(cfg, backbone, store, "mixed", logs, rt),
+                cfg.server_threads or cpu_budget(),
+                log,
+            )
     machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     results["wall_s"] = round(time.time() - started, 1)
     from .report import render, summary_table

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         help="serve /admin only on this port (ADAPTERSERVE_ADMIN_PORT; default: the main port)",
     )
     serve.add_argument("--device", choices=["auto", "cpu", "cuda"], help="ADAPTERSERVE_DEVICE")
-    serve.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], help="ADAPTERSERVE_DTYPE")
+    serve.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16", "int8"], help="ADAPTERSERVE_DTYPE")
     serve.add_argument("--runtime", choices=["auto", "torch", "onnx"], help="ADAPTERSERVE_RUNTIME")
     serve.set_defaults(func=_serve)
     try:

@@ -51,6 +51,10 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
         return torch.float16 if device.type == "cuda" else torch.float32
     if device.type == "cpu" and dtype == "float16":
         raise RuntimeError("float16 is not supported on CPU; use float32 or bfloat16")
+    if dtype == "int8":
+        if device.type != "cpu":
+            raise RuntimeError("ADAPTERSERVE_DTYPE=int8 runs on the CPU only (the onnx runtime); use float16 on CUDA")
+        return torch.float32  # the torch modules (adapters, heads, pooler) stay float; the onnx graph is int8
     return DTYPES[dtype]
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import torch
-
 from ..adapters.batch import AdapterBatch
 
 log = logging.getLogger(__name__)
@@ -23,17 +21,21 @@ log = logging.getLogger(__name__)
 class TorchRuntime:
     name = "torch"
 
-    def __init__(self, backbone, threads: int = 1):
+    def __init__(self, backbone, threads: int = 1, int8: bool = False):
+        if int8:
+            raise RuntimeError(
+                "ADAPTERSERVE_DTYPE=int8 runs on the onnx runtime; set ADAPTERSERVE_RUNTIME=onnx or auto"
+            )
         self.backbone = backbone
 
     def encode(self, ids, mask, types, adapters: AdapterBatch):
         return self.backbone.encode(ids, mask, types, adapters=adapters)
 
 
-def _onnx(backbone, threads: int = 1):
+def _onnx(backbone, threads: int = 1, int8: bool = False):
     from .onnx_runtime import OnnxRuntime
 
-    return OnnxRuntime(backbone, threads)
+    return OnnxRuntime(backbone, threads, int8)
 
 
 RUNTIMES: dict[str, Callable] = {"torch": TorchRuntime, "onnx": _onnx}
@@ -42,25 +44,25 @@ RUNTIMES: dict[str, Callable] = {"torch": TorchRuntime, "onnx": _onnx}
 DEFAULT = {"cpu": "torch", "cuda": "torch"}
 
 
-def make_runtime(name: str, backbone, threads: int = 1):
-    """The runtime `name` ("auto": the measured default for the device). One that cannot load on this machine
-    falls back to torch with a log line saying why; asking for one on a device it does not serve is an error."""
+def make_runtime(name: str, backbone, threads: int = 1, int8: bool = False):
+    """The runtime `name` ("auto": the measured default for the device; the onnx runtime for int8). An fp32 runtime
+    that cannot load on this machine falls back to torch with a log line saying why; int8 never falls back (a
+    silent fp32 server would not be what was asked for): it fails at start-up with the reason."""
     if name == "auto":
-        name = DEFAULT[backbone.device.type]
+        name = "onnx" if int8 else DEFAULT[backbone.device.type]
     if name not in RUNTIMES:
         raise RuntimeError(f"unknown runtime {name!r}; choose one of {sorted(RUNTIMES)} or auto")
     if name != "torch" and backbone.device.type != "cpu":
         raise RuntimeError(
             f"runtime {name!r} runs on the CPU only; use ADAPTERSERVE_RUNTIME=torch on {backbone.device}"
         )
-    try:
-        runtime = RUNTIMES[name](backbone, threads)
-    except (ImportError, OSError, RuntimeError) as e:
-        log.warning("runtime %s cannot load (%s); falling back to the PyTorch runtime", name, str(e)[:500])
-        return TorchRuntime(backbone, threads)
-    log.info("runtime ready", extra={"runtime": runtime.name})
+    if int8:
+        runtime = RUNTIMES[name](backbone, threads, int8=True)
+    else:
+        try:
+            runtime = RUNTIMES[name](backbone, threads)
+        except (ImportError, OSError, RuntimeError) as e:
+            log.warning("runtime %s cannot load (%s); falling back to the PyTorch runtime", name, str(e)[:500])
+            return TorchRuntime(backbone, threads)
+    log.info("runtime ready", extra={"runtime": runtime.name, "int8": int8})
     return runtime
-
-
-def to_torch(x) -> torch.Tensor:
-    return x if isinstance(x, torch.Tensor) else torch.from_numpy(x)
