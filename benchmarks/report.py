@@ -616,6 +616,11 @@ def render(results: dict) -> str:
         from .runtimes import render as render_runtimes
 
         out += ["", "## Runtimes (in-process)", ""] + render_runtimes(results["runtimes"])
+        out += [
+            "",
+            "Why torch is the default, the int8 scheme and its accuracy on the sentiment test split "
+            "(`python -m benchmarks.int8`): [runtimes.md](runtimes.md).",
+        ]
     if results.get("peers"):
         from .peers import render as render_peers
 
