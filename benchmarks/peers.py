@@ -84,14 +84,15 @@ def exports(backbone: str) -> dict[str, Path]:
     return out
 
 
-def infinity_server(model: str, engine: str, threads: int, logs: Path, name: str) -> ServerProcess:
+def infinity_server(model: str, engine: str, threads: int, logs: Path, name: str, pooling: str) -> ServerProcess:
     """infinity-emb v2 on `model`. The optimum engine runs in the model folder as "." (given an absolute folder it
     passes optimum an absolute file name, which optimum refuses), with its own hub cache (where it keeps the graph
-    it optimizes, named after the model id: "." would be shared by the fp32 and int8 folders)."""
+    it optimizes, named after the model id: "." would be shared by the fp32 and int8 folders). The pooling is
+    given: its optimum engine's "auto" pools the CLS token, not what the checkpoint says (cosine 0.51 to ours)."""
     port = free_port()
     local = engine == "optimum"
     args = ["v2", "--model-id", "." if local else model, "--served-model-name", PEER_MODEL, "--engine", engine,
-            "--device", "cpu", "--port", str(port), "--batch-size", "32"]  # fmt: skip
+            "--device", "cpu", "--port", str(port), "--batch-size", "32", "--pooling-method", pooling]  # fmt: skip
     cache = str(logs / f"hf-cache-{name}")
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "INFINITY_ANONYMOUS_USAGE_STATS": "0",
            "HF_HUB_CACHE": cache, "HUGGINGFACE_HUB_CACHE": cache}  # fmt: skip

@@ -65,7 +65,7 @@ class Config:
         default_factory=lambda: ["bare", "mixed", "per_adapter", "naive", "runtimes", "peers"]
     )
     peer_concurrency: int = 32  # infinity-emb vs our /v1/embeddings: one text per request, 32 connections
-    peer_runtimes: list[str] = field(default_factory=lambda: ["torch", "onnx"])
+    peer_runtimes: list[str] = field(default_factory=lambda: ["torch", "onnx", "int8"])  # int8: onnx + DTYPE=int8
     prototype: bool = True
     quick: bool = False
 
@@ -339,7 +339,7 @@ def service_server(
 ) -> ServerProcess:
     port = free_port()
     env = {
-        "ADAPTERSERVE_RUNTIME": runtime,
+        "ADAPTERSERVE_RUNTIME": "auto" if runtime == "int8" else runtime,
         "ADAPTERSERVE_BATCHING": batching,
         "ADAPTERSERVE_MAX_QUEUE_ITEMS": "1000000",
         "ADAPTERSERVE_MAX_QUEUE_TOKENS": "1000000000",
@@ -350,6 +350,8 @@ def service_server(
         "ADAPTERSERVE_MAX_BATCH_SIZE": str(cfg.max_batch_size),
         "ADAPTERSERVE_MAX_BATCH_TOKENS": str(cfg.max_batch_tokens),
     }
+    if runtime == "int8":
+        env["ADAPTERSERVE_DTYPE"] = "int8"
     if cfg.max_length:
         env["ADAPTERSERVE_MAX_LENGTH"] = str(cfg.max_length)
     if cfg.server_threads:
