@@ -57,10 +57,15 @@ def load_hf(path: str, device: str = "cpu"):
     return model, AutoTokenizer.from_pretrained(path)
 
 
+WINDOW_BATCHES = 8  # "sorted" sorts each window of this many batches: both orders cover the same texts
+
+
 def ordered(texts: list[str], order: str, window: int) -> list[str]:
-    """The first `window` texts, as they arrive or sorted by length (characters: what a client can see)."""
-    head = texts[:window]
-    return sorted(head, key=len) if order == "sorted" else head
+    """The texts as they arrive, or sorted by length (characters: what a client can see) within each window of
+    `window` texts, so that after any whole number of windows both orders have run exactly the same texts."""
+    if order != "sorted":
+        return list(texts)
+    return [t for i in range(0, len(texts), window) for t in sorted(texts[i : i + window], key=len)]
 
 
 def _sync(device: torch.device) -> None:
@@ -83,8 +88,9 @@ def hf_ceiling(
     if threads:
         torch.set_num_threads(threads)
     device = next(model.parameters()).device
-    seq = ordered(texts, order, max(batch_size, len(texts)))
-    batches = [seq[i : i + batch_size] for i in range(0, len(seq) - batch_size + 1, batch_size)]
+    window = batch_size * WINDOW_BATCHES
+    seq = ordered(texts[: len(texts) // window * window or len(texts)], order, window)
+    batches = [seq[i : i + batch_size] for i in range(0, len(seq), batch_size)]
     i = 0
 
     def step() -> tuple[int, int, int, float]:
@@ -101,11 +107,12 @@ def hf_ceiling(
     with torch.inference_mode():
         for _ in range(warmup_batches):
             step()
+        i = 0  # measured windows start at the first text
         n = real = padded = 0
         tok_s = 0.0
         (m0, st0), c0 = cpu_counters(), time.process_time()
         t0 = time.perf_counter()
-        while time.perf_counter() - t0 < duration:
+        while time.perf_counter() - t0 < duration or i % WINDOW_BATCHES:  # whole windows only
             rows, r, p, t = step()
             n, real, padded, tok_s = n + rows, real + r, padded + p, tok_s + t
         seconds = time.perf_counter() - t0

@@ -158,7 +158,10 @@ def peers_suite(cfg, backbone: str, texts: list[str], logs: Path, ours, threads:
             server.stop()
         ref = ref or got
         out["servers"][f"adapterserve ({runtime})"] = rec
-        log(f"peers: adapterserve {runtime}: {rec['req_per_s']:.1f} req/s, p50 {rec['p50_ms']:.0f} ms")
+        log(
+            f"peers: adapterserve {runtime}: {rec['req_per_s']:.1f} req/s, p50 {rec['p50_ms']:.0f} ms, "
+            f"errors {rec['errors'] or 0}"
+        )
     if infinity_python() is None:
         out["skipped"] = f"infinity-emb is not installed in {INFINITY} (python -m benchmarks.peers --setup)"
         log("peers: " + out["skipped"])
@@ -168,10 +171,13 @@ def peers_suite(cfg, backbone: str, texts: list[str], logs: Path, ours, threads:
         models.update({f"optimum {k}": str(v) for k, v in exports(backbone).items()})
     except (subprocess.CalledProcessError, OSError) as e:
         out["export_error"] = str(e)
+    from adapterserve.engine.backbone import sentence_pooling
+
+    pooling = sentence_pooling(backbone)[0]
+    pooling = pooling if pooling in ("mean", "cls") else "auto"  # infinity-emb has no max pooling
     for name, model in models.items():
-        server = infinity_server(
-            model, "torch" if name == "torch" else "optimum", threads, logs, name.replace(" ", "-")
-        )
+        engine = "torch" if name == "torch" else "optimum"
+        server = infinity_server(model, engine, threads, logs, name.replace(" ", "-"), pooling)
         try:
             server.start(timeout=900, ready_path="/health")
             rec, _ = peer_phase(server, "/embeddings", PEER_MODEL, texts, cfg, ref)
