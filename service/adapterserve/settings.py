@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     runtime: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="what runs the encoder (engine/runtime.py); auto = the measured default: torch"
     )
+    runtime_cache: str = Field(
+        "", description="where the onnx runtime keeps its exported graphs; empty = ~/.cache/adapterserve/onnx"
+    )
 
     # store
     store: str = str(REPO_ROOT / "adapters_store")

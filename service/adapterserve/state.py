@@ -92,7 +92,9 @@ def build_state(
         metrics.queue_wait.observe(wait)
 
     workers, threads = inference_threads(settings, backbone.device.type)
-    backbone.runtime = make_runtime(settings.runtime, backbone, threads, int8=settings.dtype == "int8")
+    backbone.runtime = make_runtime(
+        settings.runtime, backbone, threads, int8=settings.dtype == "int8", cache=settings.runtime_cache
+    )
     config = BatcherConfig(
         settings.max_batch_size,
         settings.max_batch_tokens,

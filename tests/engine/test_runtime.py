@@ -26,7 +26,7 @@ def test_auto_is_torch_and_unknown_names_are_refused(tiny_backbone):
 
 
 def test_a_runtime_that_cannot_load_falls_back_to_torch_with_a_log_line(tiny_backbone, monkeypatch, caplog):
-    def broken(backbone, threads=1, int8=False):
+    def broken(backbone, threads=1, int8=False, cache=""):
         raise ImportError("no module named onnxruntime")
 
     monkeypatch.setitem(rt.RUNTIMES, "onnx", broken)
@@ -37,7 +37,7 @@ def test_a_runtime_that_cannot_load_falls_back_to_torch_with_a_log_line(tiny_bac
 
 
 def test_int8_never_falls_back(tiny_backbone, monkeypatch):
-    def broken(backbone, threads=1, int8=False):
+    def broken(backbone, threads=1, int8=False, cache=""):
         raise RuntimeError("ADAPTERSERVE_DTYPE=int8 cannot run here: this CPU has no AVX2")
 
     monkeypatch.setitem(rt.RUNTIMES, "onnx", broken)
@@ -50,9 +50,8 @@ def test_int8_never_falls_back(tiny_backbone, monkeypatch):
     assert resolve_dtype("int8", torch.device("cpu")) == torch.float32  # adapters and heads stay float
 
 
-def test_int8_graph_runs_and_stays_close_to_fp32(tiny_backbone, tmp_path, monkeypatch):
-    monkeypatch.setenv("ADAPTERSERVE_RUNTIME_CACHE", str(tmp_path))
-    int8 = rt.make_runtime("auto", tiny_backbone, int8=True)
+def test_int8_graph_runs_and_stays_close_to_fp32(tiny_backbone, tmp_path):
+    int8 = rt.make_runtime("auto", tiny_backbone, int8=True, cache=str(tmp_path))
     assert int8.name == "onnx-int8" and all(p.name.endswith(".int8.onnx") for p in int8.paths.values())
     rows = tokenize(tiny_backbone.tokenizer, ["a short text", "another one, a little longer"], None, 64, True)
     ids, mask, types = pad(rows, 0, tiny_backbone.device)

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 GRAPH_VERSION = "1"
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("ADAPTERSERVE_RUNTIME_CACHE") or Path.home() / ".cache" / "adapterserve" / "onnx")
+def cache_root(folder: str = "") -> Path:
+    """ADAPTERSERVE_RUNTIME_CACHE (settings.runtime_cache), else ~/.cache/adapterserve/onnx."""
+    return Path(folder) if folder else Path.home() / ".cache" / "adapterserve" / "onnx"
 
 
 def backbone_key(path: str) -> str:
@@ -163,7 +164,7 @@ def _example(site: str, part: str, widths, H: int) -> torch.Tensor:
 class OnnxRuntime:
     name = "onnx"
 
-    def __init__(self, backbone, threads: int = 1, int8: bool = False):
+    def __init__(self, backbone, threads: int = 1, int8: bool = False, cache: str = ""):
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -175,7 +176,7 @@ class OnnxRuntime:
         self.backbone, self.threads, self._ort, self.int8 = backbone, threads, ort, int8
         self.name = "onnx-int8" if int8 else "onnx"
         cfg = backbone.model.config
-        folder = cache_root() / backbone_key(backbone.info.name)
+        folder = cache_root(cache) / backbone_key(backbone.info.name)
         self.paths = export(backbone, folder)
         if int8:
             self.paths = quantize(self.paths, cfg.intermediate_size)

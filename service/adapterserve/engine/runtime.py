@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class TorchRuntime:
     name = "torch"
 
-    def __init__(self, backbone, threads: int = 1, int8: bool = False):
+    def __init__(self, backbone, threads: int = 1, int8: bool = False, cache: str = ""):
         if int8:
             raise RuntimeError(
                 "ADAPTERSERVE_DTYPE=int8 runs on the onnx runtime; set ADAPTERSERVE_RUNTIME=onnx or auto"
@@ -32,10 +32,10 @@ class TorchRuntime:
         return self.backbone.encode(ids, mask, types, adapters=adapters)
 
 
-def _onnx(backbone, threads: int = 1, int8: bool = False):
+def _onnx(backbone, threads: int = 1, int8: bool = False, cache: str = ""):
     from .onnx_runtime import OnnxRuntime
 
-    return OnnxRuntime(backbone, threads, int8)
+    return OnnxRuntime(backbone, threads, int8, cache)
 
 
 RUNTIMES: dict[str, Callable] = {"torch": TorchRuntime, "onnx": _onnx}
@@ -44,7 +44,7 @@ RUNTIMES: dict[str, Callable] = {"torch": TorchRuntime, "onnx": _onnx}
 DEFAULT = {"cpu": "torch", "cuda": "torch"}
 
 
-def make_runtime(name: str, backbone, threads: int = 1, int8: bool = False):
+def make_runtime(name: str, backbone, threads: int = 1, int8: bool = False, cache: str = ""):
     """The runtime `name` ("auto": the measured default for the device; the onnx runtime for int8). An fp32 runtime
     that cannot load on this machine falls back to torch with a log line saying why; int8 never falls back (a
     silent fp32 server would not be what was asked for): it fails at start-up with the reason."""
@@ -57,10 +57,10 @@ def make_runtime(name: str, backbone, threads: int = 1, int8: bool = False):
             f"runtime {name!r} runs on the CPU only; use ADAPTERSERVE_RUNTIME=torch on {backbone.device}"
         )
     if int8:
-        runtime = RUNTIMES[name](backbone, threads, int8=True)
+        runtime = RUNTIMES[name](backbone, threads, int8=True, cache=cache)
     else:
         try:
-            runtime = RUNTIMES[name](backbone, threads)
+            runtime = RUNTIMES[name](backbone, threads, cache=cache)
         except (ImportError, OSError, RuntimeError) as e:
             log.warning("runtime %s cannot load (%s); falling back to the PyTorch runtime", name, str(e)[:500])
             return TorchRuntime(backbone, threads)
