@@ -46,8 +46,8 @@ def export(backbone, folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     cfg = backbone.model.config
     H, L, inter = cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size
-    ids = torch.tensor([[101, 2000, 2001, 102], [101, 2002, 102, 0]])
-    mask = (ids != 0).long()
+    ids = torch.tensor([[5, 6, 7, 8], [5, 6, 7, 8]]) % cfg.vocab_size  # any ids: tracing needs only shapes
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
     types = torch.zeros_like(ids)
     widths = _widths(H, inter)
     out = {}
