@@ -98,6 +98,8 @@ def in_graph(plan: AdapterBatch) -> bool:
             continue
         if a.kind not in ("bottleneck", "lora") or a.bias or any(k[0] < 0 and k[1] != "pooler.dense" for k in a.lora):
             return False
+        if a.ia3 or a.prefix or a.prompt is not None:  # attention internals and virtual tokens: torch only
+            return False
         if a.bottleneck and (
             a.bottleneck_config != GRAPH_CONFIG
             or any(s.norm_before is not None or s.norm_after is not None for s in a.bottleneck.values())
