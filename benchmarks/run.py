@@ -45,6 +45,7 @@ class Config:
     extra_concurrency: list[int] = field(default_factory=lambda: [128])  # one more 1-adapter phase each (mixed)
     inputs_per_request: int = 1
     max_batch_size: int = 64
+    bare_batch_size: int = 32  # the bare ceiling's batches, as a new user batches
     max_batch_tokens: int = 16384
     max_length: int = 0  # 0: the backbone's own limit; 128 for the GPU shape (long inputs truncated)
     reduction_factor: float = 16
@@ -60,7 +61,11 @@ class Config:
     naive_mode: str = "serial"  # serial: one forward at a time; threads: concurrent forwards in FastAPI's pool
     texts: int = 4096
     seed: int = 0
-    strategies: list[str] = field(default_factory=lambda: ["bare", "mixed", "per_adapter", "naive"])
+    strategies: list[str] = field(
+        default_factory=lambda: ["bare", "mixed", "per_adapter", "naive", "runtimes", "peers"]
+    )
+    peer_concurrency: int = 32  # infinity-emb vs our /v1/embeddings: one text per request, 32 connections
+    peer_runtimes: list[str] = field(default_factory=lambda: ["torch", "onnx", "int8"])  # int8: onnx + DTYPE=int8
     prototype: bool = True
     quick: bool = False
 
@@ -329,9 +334,12 @@ def phase_record(
 
 
 # ---- the suites ---------------------------------------------------------------------------------------------
-def service_server(cfg: Config, backbone: str, store: Path, batching: str, logs: Path) -> ServerProcess:
+def service_server(
+    cfg: Config, backbone: str, store: Path, batching: str, logs: Path, runtime: str = "auto"
+) -> ServerProcess:
     port = free_port()
     env = {
+        "ADAPTERSERVE_RUNTIME": "auto" if runtime == "int8" else runtime,
         "ADAPTERSERVE_BATCHING": batching,
         "ADAPTERSERVE_MAX_QUEUE_ITEMS": "1000000",
         "ADAPTERSERVE_MAX_QUEUE_TOKENS": "1000000000",
@@ -342,6 +350,8 @@ def service_server(cfg: Config, backbone: str, store: Path, batching: str, logs:
         "ADAPTERSERVE_MAX_BATCH_SIZE": str(cfg.max_batch_size),
         "ADAPTERSERVE_MAX_BATCH_TOKENS": str(cfg.max_batch_tokens),
     }
+    if runtime == "int8":
+        env["ADAPTERSERVE_DTYPE"] = "int8"
     if cfg.max_length:
         env["ADAPTERSERVE_MAX_LENGTH"] = str(cfg.max_length)
     if cfg.server_threads:
@@ -361,7 +371,9 @@ def service_server(cfg: Config, backbone: str, store: Path, batching: str, logs:
     ]
     if cfg.switch_interval:
         args = ["-m", "benchmarks.serve", "--switch-interval", str(cfg.switch_interval), "--"] + args[2:]
-    return ServerProcess(args, env, port, logs / f"server-{batching}.log", name=f"adapterserve ({batching})")
+    return ServerProcess(
+        args, env, port, logs / f"server-{batching}-{runtime}.log", name=f"adapterserve ({batching}, {runtime})"
+    )
 
 
 def traffic(cfg: Config, texts: list[str], n: int, dist: str, seed: int) -> list[L.Request]:
@@ -597,17 +609,25 @@ def naive_suite(cfg: Config, backbone: str, texts: list[str], logs: Path) -> dic
 
 
 def bare_suite(cfg: Config, backbone_path: str, texts: list[str]) -> dict:
+    """The bare transformers ceiling at the server's thread count, in arrival order and sorted by length."""
+    from adapterserve.engine.threads import cpu_budget
+
+    from .inproc import ceiling
+
+    threads = cfg.server_threads or cpu_budget()
+    res = ceiling(backbone_path, texts, cfg.bare_batch_size, cfg.duration, threads, cfg.device)
+    orders = res["orders"]
+    log(
+        f"bare transformers in-process ({threads} threads, batch {cfg.bare_batch_size}): "
+        + ", ".join(f"{o} {r['seq_per_s']:.1f} seq/s (padding {r['padding_ratio']:.2f})" for o, r in orders.items())
+    )
+    return res
+
+
+def bare_model(cfg: Config, backbone_path: str):
     from adapterserve.engine.backbone import load_backbone
 
-    from .inproc import bare_backbone
-
-    bb = load_backbone(backbone_path, cfg.device, "auto", cfg.max_length)
-    res = bare_backbone(bb, texts, cfg.max_batch_size, cfg.duration)
-    log(
-        f"bare backbone in-process: {res.seq_per_s:.1f} seq/s (batch {cfg.max_batch_size}, padding "
-        f"{res.padding_ratio:.2f})"
-    )
-    return {"backbone": bb, **res.summary()}
+    return load_backbone(backbone_path, cfg.device, "auto", cfg.max_length)
 
 
 # ---- main -------------------------------------------------------------------------------------------------------
@@ -633,7 +653,9 @@ def parse_args(argv=None):
         help="bert-base: a random-weight BERT-base built in a temp folder (default with --device cuda)",
     )
     p.add_argument("--adapters", default=None, help="comma-separated adapter counts (default 1,8,64,512)")
-    p.add_argument("--strategies", default=None, help="subset of bare,mixed,per_adapter,naive")
+    p.add_argument(
+        "--strategies", default=None, help="subset of bare,mixed,per_adapter,naive,runtimes,peers (default: all)"
+    )
     p.add_argument("--duration", type=float, default=None, help="seconds measured per phase")
     p.add_argument("--warmup", type=float, default=None, help="seconds of unrecorded load before each phase")
     p.add_argument("--concurrency", type=int, default=None, help="closed-loop workers")
@@ -731,18 +753,13 @@ def main(argv=None) -> int:
             "cold_head_layers": cspec.head_layers,
             "write_s": round(time.monotonic() - t0, 1),
         }
-        bare_model = None
         if "bare" in cfg.strategies:
-            b = bare_suite(cfg, backbone, texts)
-            bare_model = b.pop("backbone")
-            results["bare"] = b
-        if cfg.prototype and bare_model is not None:
+            results["bare"] = bare_suite(cfg, backbone, texts)
+        if cfg.prototype:
             from .prototype import run_prototypes
 
             log("in-process prototypes (segment loop vs grouped adapters, length bucketing)")
-            results["prototype"] = run_prototypes(bare_model, texts, spec, cfg)
-        if bare_model is not None:
-            del bare_model
+            results["prototype"] = run_prototypes(bare_model(cfg, backbone), texts, spec, cfg)
         if cfg.prototype and cfg.device == "cpu":
             from adapterserve.engine.threads import cpu_budget
 
@@ -764,11 +781,28 @@ def main(argv=None) -> int:
                     results["adapters"]["cold_bytes"],
                 )
             if strategy == "mixed" and "bare" in cfg.strategies:  # the ceiling again, right after
-                b = bare_suite(cfg, backbone, texts)
-                b.pop("backbone")
-                results["bare_end"] = b
+                results["bare_end"] = bare_suite(cfg, backbone, texts)
         if "naive" in cfg.strategies:
             results["naive"] = naive_suite(cfg, backbone, texts, logs)
+        if "runtimes" in cfg.strategies and cfg.device == "cpu":
+            from . import runtimes
+
+            log("in-process: the runtimes side by side (torch, onnx)")
+            results["runtimes"] = runtimes.measure(backbone, 20.0 if cfg.quick else 60.0, 32, 1)
+        if "peers" in cfg.strategies and cfg.device == "cpu":
+            from adapterserve.engine.threads import cpu_budget
+
+            from .peers import peers_suite
+
+            results["peers"] = peers_suite(
+                cfg,
+                backbone,
+                texts,
+                logs,
+                lambda rt: service_server(cfg, backbone, store, "mixed", logs, rt),
+                cfg.server_threads or cpu_budget(),
+                log,
+            )
     machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     results["wall_s"] = round(time.time() - started, 1)
     from .report import render, summary_table

@@ -105,6 +105,8 @@ class ServerProcess:
     port: int
     log_path: Path
     name: str = "server"
+    executable: str = ""  # default: this Python (a peer server runs its own venv's entry point)
+    cwd: str = ""  # default: the repository
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     ready_after_s: float = 0.0
@@ -125,8 +127,8 @@ class ServerProcess:
         self._log = self.log_path.open("w")
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, *self.args],
-            cwd=str(REPO),
+            [self.executable or sys.executable, *self.args],
+            cwd=self.cwd or str(REPO),
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

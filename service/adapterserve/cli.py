@@ -22,6 +22,7 @@ def _serve(args) -> int:
             backbone=args.backbone,
             device=args.device,
             dtype=args.dtype,
+            runtime=args.runtime,
             admin_port=args.admin_port,
         ).items()
         if v is not None
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         help="serve /admin only on this port (ADAPTERSERVE_ADMIN_PORT; default: the main port)",
     )
     serve.add_argument("--device", choices=["auto", "cpu", "cuda"], help="ADAPTERSERVE_DEVICE")
-    serve.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], help="ADAPTERSERVE_DTYPE")
+    serve.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16", "int8"], help="ADAPTERSERVE_DTYPE")
+    serve.add_argument("--runtime", choices=["auto", "torch", "onnx"], help="ADAPTERSERVE_RUNTIME")
     serve.set_defaults(func=_serve)
     try:
         from .training import cli as train_cli

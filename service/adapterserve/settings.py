@@ -49,8 +49,16 @@ class Settings(BaseSettings):
     # backbone
     backbone: str = Field(default_factory=default_backbone, description="local folder or hub id")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16", "int8"] = Field(
+        "auto", description="int8: the encoder quantized (dynamic, per channel) in the onnx runtime, CPU only"
+    )
     max_length: int = Field(0, ge=0, description="token limit per input; 0 = the backbone's own")
+    runtime: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="what runs the encoder (engine/runtime.py); auto = the measured default: torch"
+    )
+    runtime_cache: str = Field(
+        "", description="where the onnx runtime keeps its exported graphs; empty = ~/.cache/adapterserve/onnx"
+    )
 
     # store
     store: str = str(REPO_ROOT / "adapters_store")

@@ -13,6 +13,7 @@ from .engine.batcher import Batcher
 from .engine.devices import DeviceTier
 from .engine.router import Router
 from .engine.runner import run_items
+from .engine.runtime import make_runtime
 from .engine.threads import compute_threads, cpu_budget
 from .engine.work import BatcherConfig
 from .lifecycle import Lifecycle, Pin
@@ -91,6 +92,9 @@ def build_state(
         metrics.queue_wait.observe(wait)
 
     workers, threads = inference_threads(settings, backbone.device.type)
+    backbone.runtime = make_runtime(
+        settings.runtime, backbone, threads, int8=settings.dtype == "int8", cache=settings.runtime_cache
+    )
     config = BatcherConfig(
         settings.max_batch_size,
         settings.max_batch_tokens,

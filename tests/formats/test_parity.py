@@ -7,11 +7,16 @@ lengths in one padded batch and for each text alone.
 
 from __future__ import annotations
 
+import copy
+from functools import cache
+
 import pytest
 import torch
 
 from adapterserve.adapters.batch import AdapterBatch
+from adapterserve.engine.onnx_graph import in_graph
 from adapterserve.engine.runner import pad, run_rows
+from adapterserve.engine.runtime import RUNTIMES as RUNTIMES_BY_NAME
 from adapterserve.engine.tokenize import Encoded
 from adapterserve.errors import UnsupportedAdapter
 from adapterserve.formats import load_adapter
@@ -37,8 +42,22 @@ HEADLESS = [c for c in golden_cases() if golden(c)[1].get("no_head")]
 REFUSALS = [c for c in golden_cases() if golden(c)[1].get("expect_refusal")]
 
 
-def _logits(backbone, adapter, rows: list[Encoded], tagging: bool) -> list[torch.Tensor]:
-    out, _ = run_rows(backbone, rows, [adapter] * len(rows), [tagging] * len(rows))
+RUNTIMES = ["torch", "onnx"]
+
+
+@cache
+def backbone_on(backbone_name: str, runtime: str):
+    """The golden backbone served by `runtime` (a shallow copy: the shared backbone keeps torch; the onnx
+    export is cached on disk)."""
+    backbone = copy.copy(backbone_for(backbone_name))
+    backbone.runtime = RUNTIMES_BY_NAME[runtime](backbone)
+    assert backbone.runtime.name == runtime
+    return backbone
+
+
+def _logits(backbone, adapter, rows: list[Encoded], tagging: bool, row_adapters=None) -> list[torch.Tensor]:
+    row_adapters = row_adapters or [adapter] * len(rows)
+    out, _ = run_rows(backbone, rows, row_adapters, [tagging] * len(rows))
     return out
 
 
@@ -47,10 +66,12 @@ def test_golden_fixtures_exist():
     assert any(c.startswith("peft_") for c in CASES) and any(c.startswith("ah_") for c in CASES)
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("case", [_params(c) for c in CASES])
-def test_logits_match_reference(case):
+def test_logits_match_reference(case, runtime):
     folder, exp = golden(case)
-    backbone = backbone_for(exp["backbone"])
+    backbone = backbone_on(exp["backbone"], runtime)
+    rt = backbone.runtime
     adapter = load_adapter(folder, backbone.shape)
     assert adapter.task == exp["task"]
     if exp.get("labels"):
@@ -59,11 +80,19 @@ def test_logits_match_reference(case):
     rows = [Encoded(ids, tt) for ids, tt in zip(exp["input_ids"], types)]
     tagging = exp["task"] == "tagging"
 
+    graph_before = getattr(rt, "graph_batches", 0)
     batched = _logits(backbone, adapter, rows, tagging)
     for i, (got, want) in enumerate(zip(batched, exp["logits_batched"])):
         want = torch.tensor(want)
         assert got.shape == want.shape, (i, got.shape, want.shape)
         assert torch.allclose(got, want, atol=TOL, rtol=0), (i, (got - want).abs().max().item())
+    if runtime == "onnx":
+        # The graph ran every adapter it can express (the rest runs on torch, by design), and rows without an
+        # adapter in the same batch leave the adapter rows' logits unchanged.
+        assert (rt.graph_batches > graph_before) == in_graph(AdapterBatch.from_row_adapters([adapter]))
+        mixed = _logits(backbone, adapter, rows + rows, tagging, [adapter] * len(rows) + [None] * len(rows))
+        for i, want in enumerate(exp["logits_batched"]):
+            assert torch.allclose(mixed[i], torch.tensor(want), atol=TOL, rtol=0)
     for i, row in enumerate(rows):
         (got,) = _logits(backbone, adapter, [row], tagging)
         want = torch.tensor(exp["logits_single"][i])

@@ -12,7 +12,7 @@ from ..engine.postprocess import rank_labels
 from ..errors import BadRequest
 from ..state import AppState
 from ..store import NAME_PATTERN
-from .common import check_texts, until_disconnected
+from .common import check_texts, json_response, until_disconnected
 from .deps import get_state
 from .middleware import metric_route
 from .responses import errors
@@ -99,7 +99,5 @@ async def classify(
     loaded, needs, per_leaf = await until_disconnected(request, work())
     answers = {n: _answer(needs[n][0], [per_leaf[m] for m in needs[n][1]], top_k, function) for n in names}
     if len(names) == 1:
-        response.headers["X-Adapter-Version"] = loaded[names[0]].version
-        return answers[names[0]]
-    response.headers["X-Adapter-Version"] = ",".join(f"{n}={loaded[n].version}" for n in names)
-    return answers
+        return json_response(answers[names[0]], {"X-Adapter-Version": loaded[names[0]].version})
+    return json_response(answers, {"X-Adapter-Version": ",".join(f"{n}={loaded[n].version}" for n in names)})

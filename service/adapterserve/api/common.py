@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
+import orjson
 from fastapi import Request, Response
 
 from ..engine.tokenize import Encoded
@@ -15,6 +17,14 @@ from ..state import AppState
 from ..store import validate_name
 
 log = logging.getLogger("adapterserve.requests")
+
+
+def json_response(content, headers: dict | None = None) -> Response:
+    """An answer serialised by orjson (numpy arrays included) without FastAPI's generic encoder, which walks every
+    value in Python; the route's response_model still documents the shape."""
+    return Response(
+        orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json", headers=headers
+    )
 
 
 class ClientDisconnected(AdapterServeError):
@@ -80,10 +90,12 @@ async def run_adapter(
     *,
     truncate: bool = True,
     tagging: bool = False,
+    post_for: Callable[[Snapshot, list[Encoded]], Callable[[int, list], list]] | None = None,
 ) -> tuple[Snapshot, list[Encoded], list]:
     """The skeleton every adapter route shares: check limits, resolve the adapter for this route's tasks,
     tokenize, run in the batcher under the request's deadline, cancel if the caller leaves, and name the
-    version that answered (X-Adapter-Version). Returns (adapter, rows, logits per row)."""
+    version that answered (X-Adapter-Version). Returns (adapter, rows, logits per row), or with `post_for`, what
+    `post_for(adapter, rows)(start, logits)` made of each chunk, run on the inference thread, not the event loop."""
     request.state.adapter = validate_name(adapter)
     check_texts(state.settings, texts, pairs)
     deadline = state.router.deadline()
@@ -95,7 +107,8 @@ async def run_adapter(
         rows = await state.router.tokenize(
             texts, pairs, truncate, offsets=tagging, reserved=loaded.adapter.reserved_positions
         )
-        return loaded, rows, await state.router.run(adapter, loaded, rows, tagging, deadline)
+        post = None if post_for is None else post_for(loaded, rows)
+        return loaded, rows, await state.router.run(adapter, loaded, rows, tagging, deadline, post)
 
     loaded, rows, logits = await until_disconnected(request, work())
     response.headers["X-Adapter-Version"] = loaded.version

@@ -10,7 +10,9 @@ from ..errors import Forbidden, NotFound, Unauthorized
 from ..state import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async: FastAPI runs a plain-def dependency in its thread pool, a thread hop per request (py-spy under load:
+    # 8% of the event loop's samples; docs/runtimes.md)
     return request.app.state.adapterserve
 
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from ..engine.postprocess import tag
 from ..state import AppState
 from .classify import INFERENCE_ERRORS
-from .common import run_adapter
+from .common import json_response, run_adapter
 from .deps import get_state
 from .middleware import metric_route
 from .schemas import AdapterQuery, Entity, TagRequest, TokenTag
@@ -32,9 +32,19 @@ async def tag_texts(
 ):
     texts = body.texts()
     strategy, ignore = body.options()
-    loaded, rows, logits = await run_adapter(
-        request, response, state, adapter, "tag", texts, truncate=body.truncate, tagging=True
+    tokenizer = state.backbone.tokenizer
+
+    def post_for(loaded, rows):
+        labels = loaded.adapter.labels
+
+        def post(start: int, logits: list) -> list:  # one chunk of rows, `start` its first row
+            span = range(start, start + len(logits))
+            return [tag(texts[i], rows[i], lg, labels, tokenizer, strategy, ignore) for i, lg in zip(span, logits)]
+
+        return post
+
+    loaded, _, out = await run_adapter(
+        request, response, state, adapter, "tag", texts, truncate=body.truncate, tagging=True, post_for=post_for
     )
-    labels, tokenizer = loaded.adapter.labels, state.backbone.tokenizer
-    out = [tag(t, enc, lg, labels, tokenizer, strategy, ignore) for t, enc, lg in zip(texts, rows, logits)]
-    return out[0] if isinstance(body.inputs, str) and body.parameters is not None else out
+    out = out[0] if isinstance(body.inputs, str) and body.parameters is not None else out
+    return json_response(out, {"X-Adapter-Version": loaded.version})

@@ -51,6 +51,10 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
         return torch.float16 if device.type == "cuda" else torch.float32
     if device.type == "cpu" and dtype == "float16":
         raise RuntimeError("float16 is not supported on CPU; use float32 or bfloat16")
+    if dtype == "int8":
+        if device.type != "cpu":
+            raise RuntimeError("ADAPTERSERVE_DTYPE=int8 runs on the CPU only (the onnx runtime); use float16 on CUDA")
+        return torch.float32  # the torch modules (adapters, heads, pooler) stay float; the onnx graph is int8
     return DTYPES[dtype]
 
 
@@ -82,6 +86,10 @@ class Backbone:
         self._heads = cfg.num_attention_heads
         self._pooler = model.pooler if info.has_pooler else None
         self._project = getattr(model, "embeddings_project", None)
+        from .runtime import TorchRuntime
+
+        # What runs `encode` for the batches (engine/runtime.py); build_state may put another runtime here.
+        self.runtime = TorchRuntime(self)
 
     @property
     def shape(self) -> BackboneShape:

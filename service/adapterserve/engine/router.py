@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -18,7 +20,7 @@ from ..errors import BadRequest, DeadlineExceeded
 from .backbone import Backbone
 from .batcher import Batcher
 from .threads import helper_pool
-from .tokenize import Encoded, tokenize
+from .tokenize import Encoded, TokenizeJob, tokenize_many
 from .work import WorkItem
 
 if TYPE_CHECKING:
@@ -44,6 +46,8 @@ class Router:
         self.request_timeout_s = request_timeout_s
         self._pool = helper_pool(tokenize_threads, "adapterserve-tok")
         self._on_tokenize = on_tokenize or (lambda seconds: None)
+        self._pending: list[tuple[TokenizeJob, asyncio.Future]] = []
+        self._tokenizing = False
 
     def deadline(self, timeout_s: float | None = None) -> float:
         return time.monotonic() + (timeout_s or self.request_timeout_s)
@@ -69,22 +73,43 @@ class Router:
     async def tokenize(
         self, texts: list[str], pairs: list[str] | None, truncate: bool, offsets: bool = False, reserved: int = 0
     ) -> list[Encoded]:
-        """`reserved`: the adapter's `reserved_positions` (prompt/prefix tokens), so texts fit beside them."""
-        started = time.monotonic()
+        """Requests arriving while a tokenizer call runs wait and go together in the next one (one thread hop and
+        one parallel Rust call for all of them, rather than one of each per request). `reserved`: the adapter's
+        `reserved_positions` (prompt/prefix tokens), so texts fit beside them."""
         loop = asyncio.get_running_loop()
-        enc = await loop.run_in_executor(
-            self._pool,
-            tokenize,
-            self.backbone.tokenizer,
-            texts,
-            pairs,
-            self.backbone.info.max_length,
-            truncate,
-            offsets,
-            reserved,
-        )
-        self._on_tokenize(time.monotonic() - started)
-        return enc
+        future = loop.create_future()
+        self._pending.append((TokenizeJob(texts, pairs, truncate, offsets, reserved), future))
+        if not self._tokenizing:
+            self._tokenizing = True
+            loop.create_task(self._tokenize_pending())  # runs next turn: this turn's arrivals join it
+        return await future
+
+    async def _tokenize_pending(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                started = time.monotonic()
+                try:
+                    results = await loop.run_in_executor(
+                        self._pool,
+                        tokenize_many,
+                        self.backbone.tokenizer,
+                        [j for j, _ in batch],
+                        self.backbone.info.max_length,
+                    )
+                except Exception as e:  # a bug, not bad input: every waiting request hears of it
+                    results = [e] * len(batch)
+                self._on_tokenize(time.monotonic() - started)
+                for (_, future), result in zip(batch, results):
+                    if future.done():  # the caller left
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._tokenizing = False
 
     async def tokenize_with(self, fn, *args):
         """Run a tokenizing function (fn(tokenizer, *args)) on the tokenize threads, timed like tokenize."""
@@ -101,13 +126,18 @@ class Router:
         tagging: bool,
         deadline: float,
         row_adapters: list[Snapshot] | None = None,
-    ) -> list[torch.Tensor]:
-        """Results per row. `row_adapters` (fan-out): each row's adapter instead of `snapshot` for all."""
+        post: Callable[[int, list[torch.Tensor]], list] | None = None,
+    ) -> list:
+        """Per row: the outputs of runner.run_rows, or what `post(start, outputs)` made of them: called on the
+        inference thread for each chunk of rows, `start` being the chunk's first row in `rows`. `row_adapters`
+        (fan-out): each row's adapter instead of `snapshot` for all."""
         loop = asyncio.get_running_loop()
         items, start = [], 0
         try:
             for chunk in self.cut(rows, 0 if snapshot is None else snapshot.adapter.virtual_tokens):
-                item = WorkItem(key, snapshot, chunk, tagging, deadline, loop.create_future())
+                item = WorkItem(
+                    key, snapshot, chunk, tagging, deadline, loop.create_future(), post=post and partial(post, start)
+                )
                 if row_adapters is not None:  # fan-out: the chunk's rows keep their own snapshots
                     item.row_adapters = [(s.name, s) for s in row_adapters[start : start + len(chunk)]]
                 start += len(chunk)

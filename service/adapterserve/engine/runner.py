@@ -63,7 +63,7 @@ def run_rows(
     lead = [0 if a is None else a.virtual_tokens for a in row_adapters]
     ids, mask, types = pad(rows, pad_id, backbone.device, lead)
     with torch.inference_mode():
-        hidden, pooled = backbone.encode(ids, mask, types, adapters=plan)
+        hidden, pooled = backbone.runtime.encode(ids, mask, types, plan)
         per_segment = plan.heads(hidden, pooled)
         embed_rows = [i for i, a in enumerate(row_adapters) if a is None]
         emb = None
@@ -154,6 +154,12 @@ def _run_placed(backbone: Backbone, items, placed: dict, on_stats, split_overhea
             out[i] = result
     results, i = [], 0
     for item in items:
-        results.append(out[i : i + len(item.rows)])
+        chunk = out[i : i + len(item.rows)]
         i += len(item.rows)
+        if item.post is not None:
+            try:
+                chunk = item.post(chunk)
+            except Exception as e:  # this item's answer fails; the batch's other items still get theirs
+                chunk = e
+        results.append(chunk)
     return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..snapshot import Snapshot
@@ -23,6 +24,8 @@ class WorkItem:
     # Fan-out: the same inputs under several adapters in one item (so in one backbone pass): one adapter
     # and fairness key per row, grouped by the runner like rows of different items. None: `adapter` for all.
     row_adapters: list[tuple[str, Snapshot]] | None = None
+    # Turns this item's per-row outputs into its answer on the inference thread, not the event loop.
+    post: Callable[[list], list] | None = None
 
     @property
     def virtual_tokens(self) -> int:

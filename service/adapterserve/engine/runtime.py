@@ -1,0 +1,68 @@
+"""Runtimes: what runs the frozen backbone's encoder for a batch. One registry, chosen by ADAPTERSERVE_RUNTIME.
+
+- "torch": PyTorch eager (Backbone.encode): every adapter kind, every device and dtype.
+- "onnx": ONNX Runtime on the CPU, the encoder exported once as a graph (engine/onnx_graph.py) whose extra
+  inputs carry per-row adapter weights, so mixed batches run in one graph call and adapters come and go
+  without a new export. Batches with something the graph cannot express run on the torch path.
+
+Every runtime takes the same `AdapterBatch` and answers (hidden [B, T, H], pooled [B, H] or None).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ..adapters.batch import AdapterBatch
+
+log = logging.getLogger(__name__)
+
+
+class TorchRuntime:
+    name = "torch"
+
+    def __init__(self, backbone, threads: int = 1, int8: bool = False, cache: str = ""):
+        if int8:
+            raise RuntimeError(
+                "ADAPTERSERVE_DTYPE=int8 runs on the onnx runtime; set ADAPTERSERVE_RUNTIME=onnx or auto"
+            )
+        self.backbone = backbone
+
+    def encode(self, ids, mask, types, adapters: AdapterBatch):
+        return self.backbone.encode(ids, mask, types, adapters=adapters)
+
+
+def _onnx(backbone, threads: int = 1, int8: bool = False, cache: str = ""):
+    from .onnx_runtime import OnnxRuntime
+
+    return OnnxRuntime(backbone, threads, int8, cache)
+
+
+RUNTIMES: dict[str, Callable] = {"torch": TorchRuntime, "onnx": _onnx}
+# Measured on the 2-core CI machine (docs/benchmarks.md, "Runtimes"): ONNX Runtime fp32 ran the MiniLM encoder
+# at 0.75-0.86x torch eager (torch uses oneDNN with AVX-512 here), so torch is the default everywhere.
+DEFAULT = {"cpu": "torch", "cuda": "torch"}
+
+
+def make_runtime(name: str, backbone, threads: int = 1, int8: bool = False, cache: str = ""):
+    """The runtime `name` ("auto": the measured default for the device; the onnx runtime for int8). An fp32 runtime
+    that cannot load on this machine falls back to torch with a log line saying why; int8 never falls back (a
+    silent fp32 server would not be what was asked for): it fails at start-up with the reason."""
+    if name == "auto":
+        name = "onnx" if int8 else DEFAULT[backbone.device.type]
+    if name not in RUNTIMES:
+        raise RuntimeError(f"unknown runtime {name!r}; choose one of {sorted(RUNTIMES)} or auto")
+    if name != "torch" and backbone.device.type != "cpu":
+        raise RuntimeError(
+            f"runtime {name!r} runs on the CPU only; use ADAPTERSERVE_RUNTIME=torch on {backbone.device}"
+        )
+    if int8:
+        runtime = RUNTIMES[name](backbone, threads, int8=True, cache=cache)
+    else:
+        try:
+            runtime = RUNTIMES[name](backbone, threads, cache=cache)
+        except (ImportError, OSError, RuntimeError) as e:
+            log.warning("runtime %s cannot load (%s); falling back to the PyTorch runtime", name, str(e)[:500])
+            return TorchRuntime(backbone, threads)
+    log.info("runtime ready", extra={"runtime": runtime.name, "int8": int8})
+    return runtime
