@@ -108,7 +108,7 @@ async def run_adapter(
             texts, pairs, truncate, offsets=tagging, reserved=loaded.adapter.reserved_positions
         )
         post = None if post_for is None else post_for(loaded, rows)
-        return loaded, rows, await state.router.run(adapter, loaded, rows, tagging, deadline, post)
+        return loaded, rows, await state.router.run(adapter, loaded, rows, tagging, deadline, post=post)
 
     loaded, rows, logits = await until_disconnected(request, work())
     response.headers["X-Adapter-Version"] = loaded.version

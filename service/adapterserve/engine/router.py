@@ -125,6 +125,7 @@ class Router:
         rows: list[Encoded],
         tagging: bool,
         deadline: float,
+        *,
         row_adapters: list[Snapshot] | None = None,
         post: Callable[[int, list[torch.Tensor]], list] | None = None,
     ) -> list:
