@@ -3,7 +3,9 @@
 A batch's rows are grouped so that each adapter's rows are contiguous (the batcher sorts them); an
 `AdapterBatch` holds those segments and applies each adapter's deltas to its own rows only, so the
 backbone's big matmuls run once for the whole batch. Rows without an adapter (embeddings, or an
-adapter that does not use a site) pass through the pretrained computation unchanged.
+adapter that does not use a site) pass through the pretrained computation unchanged. What each adapter
+kind does at a hook is the kind's (adapters/kinds.py); this class finds which kinds a batch uses and calls
+their hooks.
 """
 
 from __future__ import annotations

@@ -92,6 +92,7 @@ class Adapter:
     kind: str  # a kind registered in adapters/kinds.py: its name in the listing
     head: Head
     hidden_size: int
+    # Each kind's weights and settings; which attributes are whose is in the kind's `Kind` (adapters/kinds.py)
     bottleneck_config: BottleneckConfig | None = None
     bottleneck: dict[tuple[int, str], BottleneckSite] = field(default_factory=dict)
     lora: dict[tuple[int, str], LoraSite] = field(default_factory=dict)
@@ -103,6 +104,9 @@ class Adapter:
     prompt: torch.Tensor | None = None  # [P, H] virtual token embeddings (PEFT prompt tuning)
     format: str = ""
     warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        kinds.get(self.kind)  # a format or trainer naming an unregistered kind is our bug: fail at load
 
     @property
     def task(self) -> str:
