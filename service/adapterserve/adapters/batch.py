@@ -49,7 +49,7 @@ class AdapterBatch:
         # kind name -> the (layer, site) keys or layers where some row uses it; only kinds some row uses
         self.sites: dict[str, set] = {}
         for kind in kinds.all_kinds():
-            used = {key for a in adapters for key in kind.sites(a)}
+            used = set().union(*(kind.sites(a) for a in adapters))
             if used:
                 self.sites[kind.name] = used
         present = [kinds.get(name) for name in self.sites]

@@ -13,7 +13,7 @@ held two kinds' weights (no format reads one).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,17 +41,20 @@ class Kind:
     virtual_tokens: Callable[[Adapter], int] | None = None
     position_shift: Callable[[Adapter], int] | None = None
 
-    def sites(self, adapter: Adapter) -> Iterable:
-        """The keys (layer, site) or layers where this adapter uses the kind."""
+    def sites(self, adapter: Adapter) -> set:
+        """The keys (layer, site) or layers where this adapter uses the kind ({None} for a whole-adapter tensor
+        such as a prompt, which has no site of its own)."""
+        out: set = set()
         for attr in self.weights:
             value = getattr(adapter, attr)
             if isinstance(value, dict):
-                yield from value
+                out.update(value)
             elif value is not None:
-                yield None  # one whole-adapter tensor (a prompt): no site of its own
+                out.add(None)
+        return out
 
     def present(self, adapter: Adapter) -> bool:
-        return next(iter(self.sites(adapter)), False) is not False
+        return bool(self.sites(adapter))
 
 
 REGISTRY: dict[str, Kind] = {}
