@@ -3,7 +3,9 @@
 A batch's rows are grouped so that each adapter's rows are contiguous (the batcher sorts them); an
 `AdapterBatch` holds those segments and applies each adapter's deltas to its own rows only, so the
 backbone's big matmuls run once for the whole batch. Rows without an adapter (embeddings, or an
-adapter that does not use a site) pass through the pretrained computation unchanged.
+adapter that does not use a site) pass through the pretrained computation unchanged. What each adapter
+kind does at a hook is the kind's (adapters/kinds.py); this class finds which kinds a batch uses and calls
+their hooks.
 """
 
 from __future__ import annotations
@@ -13,14 +15,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .bottleneck import sublayer_output
-from .grouped import RowSet, head_signature, stack_bottleneck, stack_lora, stacked_heads
+from . import kinds
+from .grouped import RowSet, head_signature, stacked_heads
 from .heads import apply_head, head_input
-from .ia3 import apply_scale, row_scales
-from .lora import lora_delta
 from .model import Adapter
-from .prefix import RowPrefix, row_prefix
-from .prompt import insert_prompts
+from .prefix import RowPrefix
 
 # From how many adapters at one site the row-wise path (grouped.py) replaces the loop over segments. The
 # loop launches a few small ops per adapter per site; the row-wise path a few ops in all, plus one copy of
@@ -40,21 +39,34 @@ class Segment:
 
 
 class AdapterBatch:
+    """The batch's segments and, per kind present (adapters/kinds.py), the sites its rows use; each hook
+    below calls the present kinds that define it, in registration order."""
+
     def __init__(self, segments: list[Segment], group_min: int | None = None):
         self.segments = segments
         self.group_min = group_min if group_min is not None else GROUP_MIN
-        self._linear_sites = {k for s in segments if s.adapter for k in (*s.adapter.lora, *s.adapter.bias)}
-        self._bn_sites = {k for s in segments if s.adapter for k in s.adapter.bottleneck}
-        self._ia3_sites = {k for s in segments if s.adapter for k in s.adapter.ia3}
-        self._prefix_layers = {i for s in segments if s.adapter for i in s.adapter.prefix}
+        adapters = [s.adapter for s in segments if s.adapter is not None]
+        # kind name -> the (layer, site) keys or layers where some row uses it; only kinds some row uses
+        self.sites: dict[str, set] = {}
+        for kind in kinds.all_kinds():
+            used = set().union(*(kind.sites(a) for a in adapters))
+            if used:
+                self.sites[kind.name] = used
+        present = [kinds.get(name) for name in self.sites]
+        self._linear_input = [k for k in present if k.linear_input is not None]
+        self._linear_output = [k for k in present if k.linear_output is not None]
+        self._norm_bias = [k for k in present if k.norm_bias is not None]
+        self._sublayer = [k for k in present if k.sublayer is not None]
+        self._prefix = [k for k in present if k.prefix is not None]
+        self._word_embeddings = [k for k in present if k.word_embeddings is not None]
         self._rowsets: dict[tuple, RowSet] = {}
         self._rows_total = segments[-1].stop if segments else 0
         # Per-row inputs a runtime must honour (it may route batches that have them to this PyTorch path):
-        self.has_prompts = any(s.adapter is not None and s.adapter.prompt is not None for s in segments)
-        self.has_prefixes = bool(self._prefix_layers)
-        self.has_ia3 = bool(self._ia3_sites)
+        self.has_prompts = bool(self._word_embeddings)
+        self.has_prefixes = bool(self._prefix)
+        self.has_ia3 = "ia3" in self.sites
 
-    def _rows(self, segs: list[Segment], x: torch.Tensor) -> RowSet:
+    def rows(self, segs: list[Segment], x: torch.Tensor) -> RowSet:
         """One RowSet per group of segments and pass: most sites share it, and on a GPU each new one costs
         host-to-device copies of its indices."""
         spans = tuple((seg.start, seg.stop) for seg in segs)
@@ -73,7 +85,7 @@ class AdapterBatch:
                 start = i
         return cls(segments, group_min)
 
-    def _per_segment(self, full: torch.Tensor | None, fn) -> torch.Tensor:
+    def per_segment(self, full: torch.Tensor | None, fn) -> torch.Tensor:
         """Replace each segment's rows of `full` by fn(segment) where fn returns a tensor, else keep.
         `full` may be None when fn answers for every segment."""
         pieces, changed = [], False
@@ -90,51 +102,25 @@ class AdapterBatch:
 
     def linear(self, x: torch.Tensor, module: torch.nn.Linear, layer: int, site: str) -> torch.Tensor:
         key = (layer, site)
-        ia3 = key in self._ia3_sites
-        if ia3:  # rows without an input scale here are multiplied by exactly one
-            scale = row_scales(self.segments, key, True, x.shape[0], x)
-            x = x if scale is None else apply_scale(x, scale)
+        for kind in self._linear_input:
+            x = kind.linear_input(self, x, key)
         y = F.linear(x, module.weight, module.bias)
-        if key in self._linear_sites:
-            y = self._lora_and_bias(x, y, module, key)
-        if ia3:
-            scale = row_scales(self.segments, key, False, x.shape[0], y)
-            y = y if scale is None else apply_scale(y, scale)
+        for kind in self._linear_output:
+            y = kind.linear_output(self, x, y, module, key)
         return y
-
-    def _lora_and_bias(self, x: torch.Tensor, y: torch.Tensor, module: torch.nn.Linear, key) -> torch.Tensor:
-        lora_segs = [seg for seg in self.segments if seg.adapter is not None and key in seg.adapter.lora]
-        grouped = len(lora_segs) >= self.group_min
-        if grouped:
-            rows = self._rows(lora_segs, x)
-            a, b = stack_lora([seg.adapter.lora[key] for seg in lora_segs], rows)
-            xs = rows.gather(x)
-            xs3 = xs if xs.dim() == 3 else xs.unsqueeze(1)  # the pooler's [B, H] input
-            delta = torch.bmm(torch.bmm(xs3, a.transpose(1, 2)), b.transpose(1, 2)).reshape(rows.n, *y.shape[1:])
-            y = rows.add(y, delta)
-
-        def seg_fn(seg: Segment):
-            a = seg.adapter
-            lo, bias = (None if grouped else a.lora.get(key)), a.bias.get(key)
-            if lo is None and bias is None:
-                return None
-            ys = y[seg.start : seg.stop]
-            if bias is not None:
-                ys = ys - module.bias + bias if module.bias is not None else ys + bias
-            if lo is not None:
-                ys = ys + lora_delta(x[seg.start : seg.stop], lo)
-            return ys
-
-        return self._per_segment(y, seg_fn)
 
     def prefix(self, layer: int, like: torch.Tensor) -> RowPrefix | None:
         """Per-row prefix keys/values for this layer's attention (padded and masked), or None."""
-        if layer not in self._prefix_layers:
-            return None
-        return row_prefix(self.segments, layer, like.shape[0], like)
+        for kind in self._prefix:
+            out = kind.prefix(self, layer, like)
+            if out is not None:
+                return out
+        return None
 
     def word_embeddings(self, words: torch.Tensor) -> torch.Tensor:
-        return insert_prompts(words, self.segments) if self.has_prompts else words
+        for kind in self._word_embeddings:
+            words = kind.word_embeddings(self, words)
+        return words
 
     def position_shifts(self) -> list[int]:
         """Per row, where its position ids start (a PEFT prefix moves them right)."""
@@ -144,19 +130,13 @@ class AdapterBatch:
                 shifts[seg.start : seg.stop] = [seg.adapter.position_shift] * (seg.stop - seg.start)
         return shifts
 
-    def _bias_shift(self, y: torch.Tensor, old_bias: torch.Tensor, key: tuple[int, str]) -> torch.Tensor:
-        """Rows whose adapter replaces this bias (PEFT bias="all"/"lora_only") get the new one."""
-        if key not in self._linear_sites:
-            return y
-
-        def seg_fn(seg: Segment):
-            new = seg.adapter.bias.get(key)
-            return None if new is None else y[seg.start : seg.stop] - old_bias + new
-
-        return self._per_segment(y, seg_fn)
+    def _norm_biases(self, y: torch.Tensor, old_bias: torch.Tensor, key: tuple[int, str]) -> torch.Tensor:
+        for kind in self._norm_bias:
+            y = kind.norm_bias(self, y, old_bias, key)
+        return y
 
     def embeddings(self, x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
-        return self._bias_shift(x, norm.bias, (-1, "embeddings.LayerNorm"))
+        return self._norm_biases(x, norm.bias, (-1, "embeddings.LayerNorm"))
 
     def pooler(self, hidden: torch.Tensor, dense: torch.nn.Linear) -> torch.Tensor:
         return torch.tanh(self.linear(hidden[:, 0], dense, -1, "pooler.dense"))
@@ -164,42 +144,17 @@ class AdapterBatch:
     def sublayer(
         self, h: torch.Tensor, inp: torch.Tensor, norm: torch.nn.LayerNorm, layer: int, site: str
     ) -> torch.Tensor:
-        H = h.shape[-1]
-        ln = (norm.weight, norm.bias, norm.eps)
-
         def pretrained() -> torch.Tensor:
-            base = F.layer_norm(h + inp, (H,), norm.weight, norm.bias, norm.eps)
-            return self._bias_shift(base, norm.bias, (layer, LN_SITES[site]))
+            base = F.layer_norm(h + inp, (h.shape[-1],), norm.weight, norm.bias, norm.eps)
+            return self._norm_biases(base, norm.bias, (layer, LN_SITES[site]))
 
-        key = (layer, site)
-        if key not in self._bn_sites:
-            return pretrained()
-        groups: dict[tuple, list[Segment]] = {}
-        for seg in self.segments:
-            bn = seg.adapter.bottleneck.get(key) if seg.adapter is not None else None
-            if bn is not None:
-                sig = (seg.adapter.bottleneck_config, bn.norm_before is not None, bn.norm_after is not None)
-                groups.setdefault(sig, []).append(seg)
-        stacked = [segs for segs in groups.values() if len(segs) >= self.group_min]
-        looped = {id(seg) for segs in groups.values() if len(segs) < self.group_min for seg in segs}
-        out = None
-        for segs in stacked:
-            rows = self._rows(segs, h)
-            site_w = stack_bottleneck([seg.adapter.bottleneck[key] for seg in segs], H, rows)
-            block = sublayer_output(rows.gather(h), rows.gather(inp), ln, segs[0].adapter.bottleneck_config, site_w)
-            if rows.all:
-                return block  # every row is in this group: the pretrained sub-layer is not needed
-            out = rows.scatter(block, pretrained() if out is None else out)
-
-        def seg_fn(seg: Segment):
-            if id(seg) not in looped:
-                return None
-            sl = slice(seg.start, seg.stop)
-            return sublayer_output(h[sl], inp[sl], ln, seg.adapter.bottleneck_config, seg.adapter.bottleneck[key])
-
-        if out is None and any(id(seg) not in looped for seg in self.segments):
-            out = pretrained()  # some rows keep the pretrained sub-layer; otherwise every row has its own
-        return self._per_segment(out, seg_fn)
+        # A kind that replaces the sub-layer answers for every row (calling `pretrained` for rows it leaves
+        # alone); the first that answers wins: kinds that replace a sub-layer do not compose (only bottleneck does).
+        for kind in self._sublayer:
+            out = kind.sublayer(self, h, inp, norm, (layer, site), pretrained)
+            if out is not None:
+                return out
+        return pretrained()
 
     def heads(self, hidden: torch.Tensor, pooled: torch.Tensor | None) -> list[torch.Tensor | None]:
         """Logits per segment (None for rows without an adapter), in segment order."""
@@ -216,7 +171,7 @@ class AdapterBatch:
                     x = head_input(seg.adapter.head, hidden[sl], None if pooled is None else pooled[sl])
                     out[j] = apply_head(seg.adapter.head, x)
                 continue
-            rows = self._rows(segs, hidden)
+            rows = self.rows(segs, hidden)
             x = rows.gather(head_input(segs[0].adapter.head, hidden, pooled))
             logits = stacked_heads([seg.adapter.head for seg in segs], x, rows)
             offset = 0

@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import kinds
 from .activations import get_activation
+from .grouped import stack_bottleneck
 from .model import BottleneckConfig, BottleneckSite
 
 ADAPTER_LN_EPS = 1e-5  # adapters' own LayerNorms are nn.LayerNorm defaults, not the backbone's eps
@@ -67,3 +69,72 @@ def sublayer_output(
     if cfg.original_ln_after:
         out = layer_norm(out + inp)
     return out
+
+
+NAME = "bottleneck"
+
+
+def _sublayer(batch, h: torch.Tensor, inp: torch.Tensor, norm: torch.nn.LayerNorm, key, pretrained):
+    """The sub-layer's output for every row, or None when no row has a bottleneck here. `pretrained()` is the
+    pretrained sub-layer for the whole batch (computed only if some rows keep it)."""
+    if key not in batch.sites[NAME]:
+        return None
+    H = h.shape[-1]
+    ln = (norm.weight, norm.bias, norm.eps)
+    groups: dict[tuple, list] = {}
+    for seg in batch.segments:
+        bn = seg.adapter.bottleneck.get(key) if seg.adapter is not None else None
+        if bn is not None:
+            sig = (seg.adapter.bottleneck_config, bn.norm_before is not None, bn.norm_after is not None)
+            groups.setdefault(sig, []).append(seg)
+    stacked = [segs for segs in groups.values() if len(segs) >= batch.group_min]
+    looped = {id(seg) for segs in groups.values() if len(segs) < batch.group_min for seg in segs}
+    out = None
+    for segs in stacked:
+        rows = batch.rows(segs, h)
+        site_w = stack_bottleneck([seg.adapter.bottleneck[key] for seg in segs], H, rows)
+        block = sublayer_output(rows.gather(h), rows.gather(inp), ln, segs[0].adapter.bottleneck_config, site_w)
+        if rows.all:
+            return block  # every row is in this group: the pretrained sub-layer is not needed
+        out = rows.scatter(block, pretrained() if out is None else out)
+
+    def seg_fn(seg):
+        if id(seg) not in looped:
+            return None
+        sl = slice(seg.start, seg.stop)
+        return sublayer_output(h[sl], inp[sl], ln, seg.adapter.bottleneck_config, seg.adapter.bottleneck[key])
+
+    if out is None and any(id(seg) not in looped for seg in batch.segments):
+        out = pretrained()  # some rows keep the pretrained sub-layer; otherwise every row has its own
+    return batch.per_segment(out, seg_fn)
+
+
+def _tensors(adapter):
+    for s in adapter.bottleneck.values():
+        yield from (s.down_weight, s.down_bias, s.up_weight, s.up_bias)
+        if isinstance(s.scaling, torch.Tensor):
+            yield s.scaling
+        for norm in (s.norm_before, s.norm_after):
+            if norm is not None:
+                yield from norm
+
+
+def _move(adapter, mv) -> dict:
+    def site(s: BottleneckSite) -> BottleneckSite:
+        return BottleneckSite(
+            mv(s.down_weight),
+            mv(s.down_bias),
+            mv(s.up_weight),
+            mv(s.up_bias),
+            mv(s.scaling),
+            None if s.norm_before is None else (mv(s.norm_before[0]), mv(s.norm_before[1])),
+            None if s.norm_after is None else (mv(s.norm_after[0]), mv(s.norm_after[1])),
+        )
+
+    return dict(
+        bottleneck={k: site(s) for k, s in adapter.bottleneck.items()},
+        bottleneck_config=adapter.bottleneck_config,
+    )
+
+
+KIND = kinds.Kind(NAME, weights=("bottleneck",), tensors=_tensors, move=_move, sublayer=_sublayer)

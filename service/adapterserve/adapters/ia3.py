@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from . import kinds
 from .model import Ia3Site
 
 
@@ -39,3 +40,31 @@ def row_scales(
 def apply_scale(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """x [rows, T, D] or [rows, D] times a per-row [rows or 1, D] scale."""
     return x * (scale.unsqueeze(1) if x.dim() == 3 else scale)
+
+
+NAME = "ia3"
+
+
+def _linear_input(batch, x: torch.Tensor, key) -> torch.Tensor:
+    """Rows without an input scale here are multiplied by exactly one."""
+    if key not in batch.sites[NAME]:
+        return x
+    scale = row_scales(batch.segments, key, True, x.shape[0], x)
+    return x if scale is None else apply_scale(x, scale)
+
+
+def _linear_output(batch, x: torch.Tensor, y: torch.Tensor, module, key) -> torch.Tensor:
+    if key not in batch.sites[NAME]:
+        return y
+    scale = row_scales(batch.segments, key, False, x.shape[0], y)
+    return y if scale is None else apply_scale(y, scale)
+
+
+KIND = kinds.Kind(
+    NAME,
+    weights=("ia3",),
+    tensors=lambda adapter: (s.scale for s in adapter.ia3.values()),
+    move=lambda adapter, mv: dict(ia3={k: Ia3Site(mv(s.scale), s.on_input) for k, s in adapter.ia3.items()}),
+    linear_input=_linear_input,
+    linear_output=_linear_output,
+)

@@ -18,6 +18,8 @@ from typing import Literal
 
 import torch
 
+from . import kinds
+
 LINEAR_SITES = (
     "attention.self.query",
     "attention.self.key",
@@ -88,9 +90,10 @@ class Head:
 
 @dataclass
 class Adapter:
-    kind: Literal["bottleneck", "lora", "ia3", "prefix", "prompt"]
+    kind: str  # a kind registered in adapters/kinds.py: its name in the listing
     head: Head
     hidden_size: int
+    # Each kind's weights and settings; which attributes are whose is in the kind's `Kind` (adapters/kinds.py)
     bottleneck_config: BottleneckConfig | None = None
     bottleneck: dict[tuple[int, str], BottleneckSite] = field(default_factory=dict)
     lora: dict[tuple[int, str], LoraSite] = field(default_factory=dict)
@@ -103,6 +106,9 @@ class Adapter:
     format: str = ""
     warnings: list[str] = field(default_factory=list)
 
+    def __post_init__(self):
+        kinds.get(self.kind)  # a format or trainer naming an unregistered kind is our bug: fail at load
+
     @property
     def task(self) -> str:
         return self.head.task
@@ -112,21 +118,8 @@ class Adapter:
         return self.head.labels
 
     def tensors(self) -> Iterator[torch.Tensor]:
-        for s in self.bottleneck.values():
-            yield from (s.down_weight, s.down_bias, s.up_weight, s.up_bias)
-            if isinstance(s.scaling, torch.Tensor):
-                yield s.scaling
-            for norm in (s.norm_before, s.norm_after):
-                if norm is not None:
-                    yield from norm
-        for lo in self.lora.values():
-            yield from (lo.a, lo.b)
-        yield from self.bias.values()
-        yield from (s.scale for s in self.ia3.values())
-        for k, v in self.prefix.values():
-            yield from (k, v)
-        if self.prompt is not None:
-            yield self.prompt
+        for kind in kinds.all_kinds():
+            yield from kind.tensors(self)
         for w, b in self.head.layers:
             yield w
             if b is not None:
@@ -141,18 +134,14 @@ class Adapter:
         return sum(t.numel() * t.element_size() for t in self.tensors())
 
     @property
-    def prefix_length(self) -> int:
-        return next(iter(self.prefix.values()))[0].shape[0] if self.prefix else 0
-
-    @property
     def virtual_tokens(self) -> int:
         """Positions a row of this adapter takes before its text: prompt tokens in the sequence itself."""
-        return 0 if self.prompt is None else self.prompt.shape[0]
+        return sum(k.virtual_tokens(self) for k in kinds.with_hook("virtual_tokens"))
 
     @property
     def position_shift(self) -> int:
         """How far a row's position ids start to the right (a PEFT prefix); prompt tokens sit in the row itself."""
-        return self.prefix_length if self.prefix_shifts_positions else 0
+        return sum(k.position_shift(self) for k in kinds.with_hook("position_shift"))
 
     @property
     def reserved_positions(self) -> int:
@@ -167,17 +156,6 @@ class Adapter:
                 return t
             return t.to(device=device, dtype=dtype or t.dtype, non_blocking=True)
 
-        def mv_site(s: BottleneckSite) -> BottleneckSite:
-            return BottleneckSite(
-                mv(s.down_weight),
-                mv(s.down_bias),
-                mv(s.up_weight),
-                mv(s.up_bias),
-                mv(s.scaling),
-                None if s.norm_before is None else (mv(s.norm_before[0]), mv(s.norm_before[1])),
-                None if s.norm_after is None else (mv(s.norm_after[0]), mv(s.norm_after[1])),
-            )
-
         head = Head(
             self.head.task,
             self.head.pooling,
@@ -189,14 +167,7 @@ class Adapter:
             kind=self.kind,
             head=head,
             hidden_size=self.hidden_size,
-            bottleneck_config=self.bottleneck_config,
-            bottleneck={k: mv_site(s) for k, s in self.bottleneck.items()},
-            lora={k: LoraSite(mv(s.a), mv(s.b), s.scaling) for k, s in self.lora.items()},
-            bias={k: mv(t) for k, t in self.bias.items()},
-            ia3={k: Ia3Site(mv(s.scale), s.on_input) for k, s in self.ia3.items()},
-            prefix={i: (mv(k), mv(v)) for i, (k, v) in self.prefix.items()},
-            prefix_shifts_positions=self.prefix_shifts_positions,
-            prompt=mv(self.prompt),
+            **{attr: value for kind in kinds.all_kinds() for attr, value in kind.move(self, mv).items()},
             format=self.format,
             warnings=list(self.warnings),
         )

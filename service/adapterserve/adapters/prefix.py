@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from . import kinds
+
 
 @dataclass(frozen=True)
 class RowPrefix:
@@ -52,3 +54,30 @@ def extend(k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor, prefix: Row
     B, P, H = prefix.keys.shape
     pk, pv = (t.reshape(B, P, heads, H // heads).transpose(1, 2) for t in (prefix.keys, prefix.values))
     return torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2), torch.cat([prefix.mask, key_mask], dim=1)
+
+
+NAME = "prefix"
+
+
+def _prefix(batch, layer: int, like: torch.Tensor) -> RowPrefix | None:
+    if layer not in batch.sites[NAME]:
+        return None
+    return row_prefix(batch.segments, layer, like.shape[0], like)
+
+
+def prefix_length(adapter) -> int:
+    return next(iter(adapter.prefix.values()))[0].shape[0] if adapter.prefix else 0
+
+
+KIND = kinds.Kind(
+    NAME,
+    weights=("prefix",),
+    tensors=lambda adapter: (t for kv in adapter.prefix.values() for t in kv),
+    move=lambda adapter, mv: dict(
+        prefix={i: (mv(k), mv(v)) for i, (k, v) in adapter.prefix.items()},
+        prefix_shifts_positions=adapter.prefix_shifts_positions,
+    ),
+    prefix=_prefix,
+    # PEFT passes its prefix as past key values, so the text's position ids start after it (AdapterHub's do not)
+    position_shift=lambda adapter: prefix_length(adapter) if adapter.prefix_shifts_positions else 0,
+)

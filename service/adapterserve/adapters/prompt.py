@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from . import kinds
+
 
 def insert_prompts(words: torch.Tensor, segments: list) -> torch.Tensor:
     """words [B, T, H]: each prompt row's first P positions become its adapter's prompt."""
@@ -23,3 +25,13 @@ def insert_prompts(words: torch.Tensor, segments: list) -> torch.Tensor:
             out = words.clone()
         out[seg.start : seg.stop, : prompt.shape[0]] = prompt.to(words.dtype)
     return out
+
+
+KIND = kinds.Kind(
+    "prompt",
+    weights=("prompt",),
+    tensors=lambda adapter: iter(() if adapter.prompt is None else (adapter.prompt,)),
+    move=lambda adapter, mv: dict(prompt=mv(adapter.prompt)),
+    word_embeddings=lambda batch, words: insert_prompts(words, batch.segments),
+    virtual_tokens=lambda adapter: 0 if adapter.prompt is None else adapter.prompt.shape[0],
+)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..adapters import kinds
 from ..errors import AdapterServeError
 from .header import read_header
 from .registry import detect_format
@@ -34,6 +35,8 @@ def describe_folder(folder: Path) -> dict:
     try:
         fmt = detect_format(folder)
         meta: dict = {"format": fmt.name, **(fmt.describe(folder) if fmt.describe else {})}
+        if "kind" in meta:
+            kinds.get(meta["kind"])  # the listing names only registered kinds, as loaded adapters do
         params = count_parameters(folder)
         meta.update(parameters=params, bytes=None if params is None else params * HOST_BYTES_PER_PARAMETER)
         return meta

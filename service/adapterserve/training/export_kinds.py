@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..adapters.model import Adapter
+from ..adapters.prefix import prefix_length
 from .export import _dump, _save, _saved_by, _t, write_flex_head
 
 IA3_CONFIG = {
@@ -73,5 +74,5 @@ def write_prefix(folder: Path, adapter: Adapter, spec, name: str, backbone_name:
         raise ValueError("a flat prefix export needs every layer")
     kv = torch.stack([_t(x) for i in layers for x in adapter.prefix[i]], dim=1)
     tensors = {f"bert.prefix_tuning.prefix_tunings.{name}.self_prefix.control_trans": kv.reshape(-1)}
-    config = {**PREFIX_CONFIG, "prefix_length": adapter.prefix_length}
+    config = {**PREFIX_CONFIG, "prefix_length": prefix_length(adapter)}
     _adapterhub(folder, config, tensors, adapter, spec, name, backbone_name)
