@@ -103,3 +103,38 @@ def test_publish_that_loses_a_race_to_an_identical_upload_succeeds(tmp_path, mon
     monkeypatch.undo()
     assert store.current("race").version == info.version
     assert not [p for p in (tmp_path / "store" / "race" / "versions").iterdir() if p.name.startswith(".incoming")]
+
+
+def test_current_of_an_adapter_deleted_between_its_two_reads_is_none(tmp_path, monkeypatch):
+    """`current` names a version, then the adapter is deleted before its metadata is read: the adapter is
+    not in the store (None -> 404), not an error (the 30-minute soak met this as a 500)."""
+    from adapterserve.store.local import LocalStore
+
+    store = open_store(str(tmp_path / "store"))
+    store.publish("gone", SRC)
+    real_info = LocalStore._info
+
+    def deleting_info(self, d, version):
+        store.delete("gone")
+        return real_info(self, d, version)
+
+    monkeypatch.setattr(LocalStore, "_info", deleting_info)
+    assert store.current("gone") is None
+
+
+def test_current_reads_again_when_its_version_is_pruned_between_reads(tmp_path, monkeypatch):
+    from adapterserve.store.local import LocalStore
+
+    store = open_store(str(tmp_path / "store"), keep_versions=1)
+    store.publish("moving", SRC)
+    real_info, calls = LocalStore._info, []
+
+    def publishing_info(self, d, version):
+        if not calls:
+            calls.append(version)
+            store.publish("moving", SRC2)  # keep_versions=1: prunes `version`
+        return real_info(self, d, version)
+
+    monkeypatch.setattr(LocalStore, "_info", publishing_info)
+    info = store.current("moving")
+    assert info.version != calls[0] and info.version == content_hash(SRC2)[:16]

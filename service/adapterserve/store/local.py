@@ -72,18 +72,27 @@ class LocalStore(AdapterStore):
 
     def _info(self, d: Path, version: str) -> VersionInfo:
         meta = d / "versions" / f"{validate_version(version)}.json"
-        if not meta.is_file():
-            raise AdapterNotFound(f"adapter {d.name!r} has no version {version!r}", name=d.name, version=version)
-        return VersionInfo(**json.loads(meta.read_text()))
+        try:  # read, not check-then-read: a delete or prune may remove it at any moment
+            return VersionInfo(**json.loads(meta.read_text()))
+        except FileNotFoundError:
+            raise AdapterNotFound(
+                f"adapter {d.name!r} has no version {version!r}", name=d.name, version=version
+            ) from None
 
     def current(self, name: str) -> VersionInfo | None:
         d = self._dir(name)
         if self._is_plain(d):
             return self._plain_info(d)
-        cur = d / "current"
-        if not cur.is_file():
-            return None
-        return self._info(d, cur.read_text().strip())
+        for attempt in range(3):  # a publish may prune the version `current` named between our two reads
+            try:
+                version = (d / "current").read_text().strip()
+            except FileNotFoundError:
+                return None  # not in the store, or deleted while we read it
+            try:
+                return self._info(d, version)
+            except AdapterNotFound:
+                if attempt == 2:
+                    raise
 
     def versions(self, name: str) -> list[VersionInfo]:
         d = self._dir(name)
@@ -92,7 +101,12 @@ class LocalStore(AdapterStore):
         vdir = d / "versions"
         if not vdir.is_dir():
             return []
-        infos = [VersionInfo(**json.loads(p.read_text())) for p in vdir.glob("*.json")]
+        infos = []
+        for p in vdir.glob("*.json"):
+            try:
+                infos.append(VersionInfo(**json.loads(p.read_text())))
+            except FileNotFoundError:  # pruned while we listed
+                continue
         return sorted(infos, key=lambda v: v.created, reverse=True)
 
     def fetch(self, name: str, version: str) -> Path:
