@@ -12,6 +12,7 @@ from adapterserve.adapters.model import Adapter, Head
 from adapterserve.engine.runner import run_rows
 from adapterserve.engine.tokenize import tokenize
 from adapterserve.formats import load_adapter
+from adapterserve.registry import Registry
 
 from ..conftest import GOLDEN, backbone_for
 
@@ -70,7 +71,12 @@ def test_a_batch_calls_only_the_hooks_of_kinds_its_rows_use(monkeypatch):
         hooks = ("linear_input", "linear_output", "norm_bias", "sublayer", "prefix", "word_embeddings")
         return dataclasses.replace(kind, **{h: wrap(h, getattr(kind, h)) for h in hooks if getattr(kind, h)})
 
-    monkeypatch.setattr(kinds, "REGISTRY", {name: spy(k) for name, k in kinds.REGISTRY.items()})
+    spied = Registry("adapter kind")
+    for k in kinds.REGISTRY.values():
+        spied.register(spy(k))
+    monkeypatch.setattr(kinds, "REGISTRY", spied)
+    monkeypatch.setattr(kinds, "get", spied.get)
+    monkeypatch.setattr(kinds, "_HOOKS", {})
     batch = AdapterBatch([Segment(0, 1, lora), Segment(1, 2, None)])
     assert set(batch.sites) == {"lora"} and not (batch.has_ia3 or batch.has_prefixes or batch.has_prompts)
     rows = tokenize(bb.tokenizer, ["one text", "another"], None, 128, True)

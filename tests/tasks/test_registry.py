@@ -66,4 +66,4 @@ def test_a_new_task_registers_in_one_place():
         assert tasks.get("echo-test").route == "classify"
         assert tasks.by_adapterhub_head_type()["echo"] == "echo-test"
     finally:
-        tasks.REGISTRY.pop("echo-test", None)
+        tasks.REGISTRY.unregister("echo-test")

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from ..registry import Registry
+
 Adapter = Any  # an adapters.model.Adapter (not imported: model.py imports this module)
 Mover = Callable[[Any], Any]  # a tensor (or None, or a float) -> the same moved to the target device/dtype
 
@@ -57,27 +59,9 @@ class Kind:
         return bool(self.sites(adapter))
 
 
-REGISTRY: dict[str, Kind] = {}
 _HOOKS: dict[str, tuple[Kind, ...]] = {}  # hook name -> the kinds that define it, in registration order
-
-
-def register(kind: Kind) -> Kind:
-    if kind.name in REGISTRY:
-        raise ValueError(f"adapter kind {kind.name!r} is already registered")
-    REGISTRY[kind.name] = kind
-    _HOOKS.clear()
-    return kind
-
-
-def get(name: str) -> Kind:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown adapter kind {name!r}; known: {names()}") from None
-
-
-def names() -> list[str]:
-    return list(REGISTRY)
+REGISTRY: Registry[Kind] = Registry("adapter kind", on_change=_HOOKS.clear)
+register, get, names = REGISTRY.register, REGISTRY.get, REGISTRY.names
 
 
 def all_kinds() -> tuple[Kind, ...]:

@@ -7,31 +7,15 @@ reference libraries) is then looked up here.
 
 from __future__ import annotations
 
+from ..registry import Registry
 from .base import Task
 from .classification import TASK as _classification
 from .multilabel import TASK as _multilabel
 from .qa import TASK as _qa
 from .tagging import TASK as _tagging
 
-REGISTRY: dict[str, Task] = {}
-
-
-def register(task: Task) -> Task:
-    if task.name in REGISTRY:
-        raise ValueError(f"task {task.name!r} is already registered")
-    REGISTRY[task.name] = task
-    return task
-
-
-def get(name: str) -> Task:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown task {name!r}; known: {names()}") from None
-
-
-def names() -> list[str]:
-    return list(REGISTRY)
+REGISTRY: Registry[Task] = Registry("task")
+register, get, names = REGISTRY.register, REGISTRY.get, REGISTRY.names
 
 
 def by_adapterhub_head_type() -> dict[str, str]:

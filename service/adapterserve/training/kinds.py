@@ -19,6 +19,7 @@ import torch
 
 from .. import tasks
 from ..adapters.model import Adapter, BottleneckConfig, Head, Ia3Site
+from ..registry import Registry
 from .export import write_adapterhub, write_peft, write_sidecar
 from .export_kinds import write_ia3, write_prefix
 from .model import (
@@ -54,25 +55,8 @@ class TrainingKind:
         return self.write is not None
 
 
-REGISTRY: dict[str, TrainingKind] = {}
-
-
-def register(kind: TrainingKind) -> TrainingKind:
-    if kind.name in REGISTRY:
-        raise ValueError(f"kind {kind.name!r} is already registered")
-    REGISTRY[kind.name] = kind
-    return kind
-
-
-def get(name: str) -> TrainingKind:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown kind {name!r}; known: {names()}") from None
-
-
-def names() -> list[str]:
-    return list(REGISTRY)
+REGISTRY: Registry[TrainingKind] = Registry("kind")
+register, get, names = REGISTRY.register, REGISTRY.get, REGISTRY.names
 
 
 def _bottleneck(spec, head, hidden, num_layers, linear_shapes, gen, leaf) -> Adapter:
