@@ -21,7 +21,7 @@ class InvalidAdapter(AdapterServeError):
 
 
 class UnsupportedAdapter(InvalidAdapter):
-    """A well-formed adapter of a kind we deliberately do not serve (DoRA, prefix tuning, ...)."""
+    """A well-formed adapter of a kind we deliberately do not serve (DoRA, AdapterHub prompt tuning, ...)."""
 
     code = "unsupported_adapter"
 
