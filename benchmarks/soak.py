@@ -59,6 +59,7 @@ class Result:
     fds_start: int = 0
     fds_end: int = 0
     fds_max: int = 0
+    rss_samples: list[tuple[float, int]] = field(default_factory=list)  # (seconds into the run, RSS)
 
     @property
     def requests(self) -> int:
@@ -184,6 +185,7 @@ class Soak:
                 rss = proc_status(self.server.pid).get("VmRSS", 0)
                 fds = open_fds(self.server.pid)
                 res.rss_peak, res.fds_max = max(res.rss_peak, rss), max(res.fds_max, fds)
+                res.rss_samples.append((round(time.monotonic() - started, 1), rss))
                 if not res.rss_start and time.monotonic() >= warm:
                     res.rss_start, res.fds_start = rss, fds
         finally:
@@ -247,6 +249,15 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:.0f} MB"
 
 
+def rss_by_tenth(r: Result) -> list[int]:
+    """The last RSS sample at or before each tenth of the run: the shape of the curve, not just its ends."""
+    total, out = r.minutes * 60, []
+    for k in range(1, 11):
+        before = [rss for t, rss in r.rss_samples if t <= total * k / 10 + 1e-6]
+        out.append(before[-1] if before else 0)
+    return out
+
+
 def render(r: Result, commit: str = "") -> str:
     flat = abs(r.rss_growth) <= 0.05
     codes = ", ".join(f"{s}: {n}" for s, n in sorted(r.statuses.items()))
@@ -273,6 +284,9 @@ def render(r: Result, commit: str = "") -> str:
         f"| open file descriptors (after warm-up / end / max) | {r.fds_start} / {r.fds_end} / {r.fds_max} |",
         "",
     ]
+    if r.rss_samples:
+        tenths = " / ".join(f"{n / 2**20:.0f}" for n in rss_by_tenth(r))
+        lines += [f"RSS at each tenth of the run (MB): {tenths}.", ""]
     if r.failures:
         lines += ["First failures:", "", *[f"- `{f}`" for f in r.failures[:10]], ""]
     if r.change_failures:

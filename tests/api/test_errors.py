@@ -81,6 +81,24 @@ def test_unexpected_exception_is_a_500_with_the_request_id_and_no_traceback(smal
     assert r.headers["x-request-id"] == "req-42"
 
 
+def test_unexpected_exception_is_answered_not_raised_to_the_server(tmp_path, monkeypatch):
+    """An exception that reached uvicorn would make it close the keep-alive connection after the 500, and a
+    client already sending its next request on it would see a reset (the second soak met one): the
+    middleware answers it instead. TestClient re-raises whatever reaches the server, so this fails if it does."""
+    s = make_settings(tmp_path)
+    publish_golden(s.store)
+    app = create_app(s, lambda s: build_state(s, backbone=backbone_for("tiny-bert")))
+    with TestClient(app) as c:  # raise_server_exceptions=True
+
+        async def broken(*a, **k):
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(app.state.adapterserve.router, "tokenize", broken)
+        _is_error(c.post("/classify?adapter=sentiment", json={"inputs": "x"}), 500, "internal_error")
+        monkeypatch.undo()
+        assert c.post("/classify?adapter=sentiment", json={"inputs": "still serving"}).status_code == 200
+
+
 def test_overloaded_carries_retry_after(small_limits, monkeypatch):
     from adapterserve.errors import Overloaded, StoreUnavailable
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.soak import MARK_END, MARK_START, render, soak, write_section
+from benchmarks.soak import MARK_END, MARK_START, render, rss_by_tenth, soak, write_section
 
 from ..conftest import TINY
 
@@ -18,10 +18,12 @@ def test_short_soak_has_no_failed_request_and_writes_its_section(tmp_path):
     assert result.failed == 0, result.failures
     assert result.change_failures == []
     assert result.rss_start > 0 and result.rss_end > 0 and result.fds_end > 0
+    tenths = rss_by_tenth(result)
+    assert len(tenths) == 10 and tenths[-1] > 0 and max(tenths) <= result.rss_peak
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\nearlier sections\n")
     write_section(doc, render(result))
     write_section(doc, render(result))  # a rerun replaces its section, never duplicates it
     text = doc.read_text()
     assert text.count(MARK_START) == 1 and text.count(MARK_END) == 1 and "earlier sections" in text
-    assert f"| failed requests | **{result.failed}** |" in text
+    assert f"| failed requests | **{result.failed}** |" in text and "RSS at each tenth of the run (MB):" in text

@@ -119,3 +119,21 @@ def test_splits_are_disjoint_deterministic_and_sized():
     assert [e.text for e in split(ex, 0.05, 0.2, seed=7)[2]] == [e.text for e in te]
     with pytest.raises(DataError):
         split(ex[:2], 0.5, 0.5, seed=0)
+
+
+def test_folder_of_label_folders(tmp_path):
+    """The BBC News / 20 Newsgroups layout: a sub-folder per label, one text per .txt file."""
+    for label, texts in {"sport": ["a goal", "b match"], "tech": ["c chip", "d phone", "e app"]}.items():
+        (tmp_path / label).mkdir()
+        for i, text in enumerate(texts):
+            (tmp_path / label / f"{i:03}.txt").write_text(f"  {text}\n")
+    (tmp_path / "tech" / "notes.md").write_text("not a text of the corpus")
+    (tmp_path / "tech" / "bad.txt").write_bytes(b"caf\xe9 latte")
+    examples, report = load_examples(str(tmp_path), "classification", Columns())
+    assert [(e.text, e.label) for e in examples[:2]] == [("a goal", "sport"), ("b match", "sport")]
+    assert len(examples) == 6 and report.lines_with_bad_bytes == 1
+    assert label_names(examples, "classification") == ["sport", "tech"]
+    with pytest.raises(DataError, match="tagging data must be JSONL"):
+        load_examples(str(tmp_path), "tagging", Columns())
+    with pytest.raises(DataError, match="at least 2 sub-folders"):
+        load_examples(str(tmp_path / "sport"), "classification", Columns())

@@ -14,6 +14,7 @@ import uuid
 from fastapi.routing import APIRoute
 
 from ..errors import PayloadTooLarge
+from .responses import internal_error, log_unexpected
 
 log = logging.getLogger("adapterserve.access")
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -93,6 +94,13 @@ class RequestMiddleware:
             if status.get("sent"):
                 raise
             await self._too_large(send_wrapper_raw, limit)
+        except Exception as exc:
+            if status.get("sent"):
+                raise  # half an answer is out: only closing the connection can tell the client
+            # Answered here, not re-raised: Starlette's outer handler re-raises after its 500 and uvicorn then
+            # closes the keep-alive connection, which a client already sending its next request sees as a reset.
+            log_unexpected(exc, rid, path)
+            await internal_error(rid)(scope, receive, send_wrapper_raw)
         finally:
             self._record(state, scope, status["code"], started, rid)
 

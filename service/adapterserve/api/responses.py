@@ -135,13 +135,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
-        # Runs in Starlette's outermost middleware, so the request-id header is added here, not by ours.
+        # A backstop: RequestMiddleware answers the routes' unexpected errors itself. This one runs in
+        # Starlette's outermost middleware, so the request-id header is added here, not by ours.
         rid = request.scope.get("state", {}).get("request_id", "")
-        log.error("unexpected error", exc_info=exc, extra={"request_id": rid, "path": request.url.path})
-        return error_response(
-            500,
-            "internal_error",
-            f"unexpected error; report it with request id {rid}",
-            {"request_id": rid},
-            {"X-Request-ID": rid} if rid else None,
-        )
+        log_unexpected(exc, rid, request.url.path)
+        return internal_error(rid, {"X-Request-ID": rid} if rid else None)
+
+
+def log_unexpected(exc: BaseException, rid: str, path: str) -> None:
+    log.error("unexpected error", exc_info=exc, extra={"request_id": rid, "path": path})
+
+
+def internal_error(rid: str, headers: dict | None = None) -> JSONResponse:
+    """The 500 of an unexpected exception: the request id to quote, never a traceback."""
+    message = f"unexpected error; report it with request id {rid}"
+    return error_response(500, "internal_error", message, {"request_id": rid}, headers)

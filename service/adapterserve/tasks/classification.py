@@ -27,6 +27,7 @@ def read_text(rec: dict, cols: Columns, skip: Skip) -> tuple[str, str | None] | 
 
 class Classification(Task):
     name = "classification"
+    data_formats = ("csv", "jsonl", "folders")  # folders: one sub-folder of .txt files per label
     route = "classify"
     adapterhub_head_type = "classification"
     peft_task_type = "SEQ_CLS"

@@ -47,7 +47,11 @@ def _number(s: str):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = p.add_argument_group("data")
-    d.add_argument("--data", required=True, help="training file: .csv/.tsv or .jsonl, or pkg://<package>/<path>")
+    d.add_argument(
+        "--data",
+        required=True,
+        help="training file (.csv/.tsv or .jsonl), a folder of label folders of .txt files, or pkg://<package>/<path>",
+    )
     d.add_argument("--task", choices=tasks.names(), default=D.task)
     d.add_argument("--text-column", default=D.text_column)
     d.add_argument("--text-pair-column", default=D.text_pair_column, help="second text of a pair (sentence-pair tasks)")

@@ -1,4 +1,7 @@
-"""Training data: CSV or JSONL files -> examples, label vocabularies and deterministic splits.
+"""Training data: CSV or JSONL files, or a folder of label folders -> examples, labels and deterministic splits.
+
+A folder of label folders is the layout of many classic corpora (BBC News, 20 Newsgroups, IMDB): each
+sub-folder is named by its label and holds one text per .txt file (scikit-learn's load_files reads the same).
 
 Files are decoded line by line: UTF-8 where a line is valid, otherwise UTF-8 with U+FFFD for the bad bytes
 (many scraped corpora mix encodings), and the number of such lines is reported. Rows without text or label
@@ -40,7 +43,7 @@ class LoadReport:
 
 
 def resolve_path(spec: str) -> Path:
-    """A file path, or pkg://<package>/<path inside it> for data shipped in an installed Python package.
+    """A file or folder path, or pkg://<package>/<path inside it> for data shipped in an installed package.
 
     The package is located with importlib.util.find_spec, without importing it (some data packages do not
     import cleanly on current Python stacks).
@@ -53,7 +56,7 @@ def resolve_path(spec: str) -> Path:
         path = Path(list(found.submodule_search_locations)[0]) / inner
     else:
         path = Path(spec)
-    if not path.is_file():
+    if not (path.is_file() or path.is_dir()):
         raise DataError(f"data file {spec!r} does not exist")
     return path
 
@@ -74,6 +77,8 @@ def read_text_robust(path: Path, report: LoadReport) -> str:
 
 
 def file_format(path: Path) -> str:
+    if path.is_dir():
+        return "folders"
     name = path.name.lower()
     if name.endswith((".jsonl", ".ndjson", ".json")):
         return "jsonl"
@@ -82,7 +87,20 @@ def file_format(path: Path) -> str:
     raise DataError(f"{path.name}: unknown data format; use .csv / .tsv or .jsonl")
 
 
+def _folder_records(path: Path, cols: Columns, report: LoadReport):
+    """{text, label} per .txt file of each label sub-folder, in sorted order (splits stay deterministic)."""
+    labels = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(labels) < 2:
+        raise DataError(f"{path}: a folder of label folders needs at least 2 sub-folders, found {len(labels)}")
+    for label in labels:
+        for file in sorted(label.glob("*.txt")):
+            yield {cols.text: read_text_robust(file, report).strip(), cols.label: label.name}
+
+
 def _records(path: Path, cols: Columns, report: LoadReport, task):
+    if path.is_dir():
+        yield from _folder_records(path, cols, report)
+        return
     text = read_text_robust(path, report)
     if path.name.lower().endswith(".json"):  # one JSON document (a list, SQuAD's nested file), else JSONL
         try:
