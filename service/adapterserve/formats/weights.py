@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InvalidAdapter
-from .header import read_header
+from .header import read_tensors
 
 
 def read_json(path: Path) -> dict:
@@ -25,13 +25,7 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     """A flat name -> tensor dict; anything else (code, nested objects, corrupt bytes) is refused."""
     name = path.name
     if name.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        read_header(path)  # sizes, dtypes and offsets checked before any data is read
-        try:
-            tensors = load_file(str(path), device="cpu")
-        except Exception as e:  # safetensors raises several types for corrupt/truncated files
-            raise InvalidAdapter(f"{name} is not a valid safetensors file: {e}", file=name) from None
+        tensors = read_tensors(path)  # sizes, dtypes and offsets checked before any data is read
     else:
         try:
             tensors = torch.load(str(path), map_location="cpu", weights_only=True)
