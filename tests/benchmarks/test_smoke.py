@@ -297,3 +297,25 @@ def test_kinds_benchmark_runs_every_case_and_keeps_its_section(tmp_path):
     assert doc.count(SECTION) == 1 and "## Other" in doc and "mixed kinds" in doc
     regenerated = carry_section(page, "# Benchmarks\n\n## Other\n\nnew text\n")
     assert regenerated.count(SECTION) == 1 and "new text" in regenerated
+
+
+def test_kinds_section_stops_at_the_next_tools_marker_and_states_its_verdict(tmp_path):
+    """The soak's section starts with a marker comment before its heading: rewriting the kinds section must
+    leave that marker (it once ate it). The verdict follows the figures: both ratios >= 0.9 or short."""
+    from benchmarks.kinds import SECTION, reading, write_section
+
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# B\n\n{SECTION}\n\nold\n\n<!-- soak:start -->\n## Soak\n\nx\n<!-- soak:end -->\n")
+    write_section(page, f"{SECTION}\n\nnew\n")
+    doc = page.read_text()
+    assert "old" not in doc and "new" in doc and "<!-- soak:start -->\n## Soak" in doc
+
+    def run(total, median, others=0.0):
+        return {
+            "cases": {"mixed kinds": {"vs_ref_total": total, "vs_ref_median_round": median}},
+            "others_cpu_cores": others,
+        }
+
+    assert "**met**" in reading(run(0.961, 0.965))
+    assert "**short**" in reading(run(0.878, 0.997))
+    assert "idle machine" in reading(run(0.95, 0.95, others=1.7))
