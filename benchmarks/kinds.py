@@ -119,8 +119,8 @@ def reading(r: dict) -> str:
     )
     return (
         f"Reading it: the target is a mixed batch at >= {TARGET}x one adapter, on totals and on the median of "
-        "per-round "
-        f"ratios. This run: {total:.3f}x and {median:.3f}x, {verdict}.{busy} What the mixed batch pays for (a CPU "
+        f"per-round ratios. This run: {total:.3f}x and {median:.3f}x, {verdict}.{busy} What the mixed batch pays "
+        "for (a CPU "
         "profile of one 64-row batch, 1 thread): IA3's per-row scale multiplies over whole activations (rows of "
         "other adapters multiplied by one, about 5% of the pass) and the prefix keys every row attends past (masked "
         "for rows without a prefix)."
