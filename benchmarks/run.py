@@ -62,7 +62,7 @@ class Config:
     texts: int = 4096
     seed: int = 0
     strategies: list[str] = field(
-        default_factory=lambda: ["bare", "mixed", "per_adapter", "naive", "runtimes", "peers"]
+        default_factory=lambda: ["bare", "mixed", "mixed_torch", "per_adapter", "naive", "runtimes", "peers"]
     )
     peer_concurrency: int = 32  # infinity-emb vs our /v1/embeddings: one text per request, 32 connections
     peer_runtimes: list[str] = field(default_factory=lambda: ["torch", "onnx", "int8"])  # int8: onnx + DTYPE=int8
@@ -334,6 +334,10 @@ def phase_record(
 
 
 # ---- the suites ---------------------------------------------------------------------------------------------
+# served strategies: name -> (ADAPTERSERVE_BATCHING, ADAPTERSERVE_RUNTIME); "auto" is the device's default runtime
+SERVED = {"mixed": ("mixed", "auto"), "per_adapter": ("per_adapter", "auto"), "mixed_torch": ("mixed", "torch")}
+
+
 def service_server(
     cfg: Config, backbone: str, store: Path, batching: str, logs: Path, runtime: str = "auto"
 ) -> ServerProcess:
@@ -456,14 +460,19 @@ def service_suite(
     logs: Path,
     cold_names: list[str],
     cold_size: int,
+    runtime: str = "auto",
+    strategy: str = "",
 ) -> dict:
-    server = service_server(cfg, backbone, store, batching, logs)
-    log(f"starting adapterserve ({batching})")
+    """One server's phases. `strategy` names them (default: the batching); the "mixed" strategy also measures idle
+    latency, cold loads and the open loop."""
+    strategy = strategy or batching
+    server = service_server(cfg, backbone, store, batching, logs, runtime)
+    log(f"starting adapterserve ({batching}, runtime {runtime})")
     server.start()
     # the environment actually given to the server (the report renders it from here)
     out: dict = {"ready_after_s": round(server.ready_after_s, 2), "env": dict(server.env), "phases": []}
     try:
-        if batching == "mixed":
+        if strategy == "mixed":
             # Idle latency: one request at a time, a small pause between them.
             L.run(warm(server.url, adapter_names(1), texts[0]))
             idle = L.run(
@@ -491,8 +500,8 @@ def service_suite(
                     "loads": int(load_h.count),
                 }
                 log(f"cold loads: {[c['cold_ms'] for c in colds]} ms (warm {[c['warm_ms'] for c in colds]})")
-        out["phases"] = closed_phases(cfg, server, batching, texts)
-        if batching == "mixed" and cfg.open_loop_fractions:
+        out["phases"] = closed_phases(cfg, server, strategy, texts)
+        if strategy == "mixed" and cfg.open_loop_fractions:
             peak_rec = next(
                 (
                     r
@@ -654,7 +663,9 @@ def parse_args(argv=None):
     )
     p.add_argument("--adapters", default=None, help="comma-separated adapter counts (default 1,8,64,512)")
     p.add_argument(
-        "--strategies", default=None, help="subset of bare,mixed,per_adapter,naive,runtimes,peers (default: all)"
+        "--strategies",
+        default=None,
+        help="subset of bare,mixed,mixed_torch,per_adapter,naive,runtimes,peers (default: all)",
     )
     p.add_argument("--duration", type=float, default=None, help="seconds measured per phase")
     p.add_argument("--warmup", type=float, default=None, help="seconds of unrecorded load before each phase")
@@ -768,18 +779,22 @@ def main(argv=None) -> int:
             log("in-process: torch threads in a helper thread; one inference worker or two")
             results["threads"] = threads.measure()
             results["workers"] = workers.measure(backbone, cpu_budget())
-        for strategy in [x for x in cfg.strategies if x in ("mixed", "per_adapter")]:
-            if strategy in cfg.strategies:
-                results[strategy] = service_suite(
-                    cfg,
-                    backbone,
-                    store,
-                    strategy,
-                    texts,
-                    logs,
-                    cold_names if strategy == "mixed" else [],
-                    results["adapters"]["cold_bytes"],
-                )
+        for strategy in [x for x in cfg.strategies if x in SERVED]:
+            batching, runtime = SERVED[strategy]
+            if runtime != "auto" and cfg.device != "cpu":
+                continue  # off the CPU the default runtime is torch: "mixed" already measured it
+            results[strategy] = service_suite(
+                cfg,
+                backbone,
+                store,
+                batching,
+                texts,
+                logs,
+                cold_names if strategy == "mixed" else [],
+                results["adapters"]["cold_bytes"],
+                runtime,
+                strategy,
+            )
             if strategy == "mixed" and "bare" in cfg.strategies:  # the ceiling again, right after
                 results["bare_end"] = bare_suite(cfg, backbone, texts)
         if "naive" in cfg.strategies:
@@ -788,7 +803,8 @@ def main(argv=None) -> int:
             from . import runtimes
 
             log("in-process: the runtimes side by side (torch, onnx)")
-            results["runtimes"] = runtimes.measure(backbone, 20.0 if cfg.quick else 60.0, 32, 1)
+            # batches of 16 rows: about the passes the server makes (its mean pass is ~14 rows at 256 in flight)
+            results["runtimes"] = runtimes.measure(backbone, 20.0 if cfg.quick else 60.0, 16, 1)
         if "peers" in cfg.strategies and cfg.device == "cpu":
             from adapterserve.engine.threads import cpu_budget
 

@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     )
     max_length: int = Field(0, ge=0, description="token limit per input; 0 = the backbone's own")
     runtime: Literal["auto", "torch", "onnx"] = Field(
-        "auto", description="what runs the encoder (engine/runtime.py); auto = the measured default: torch"
+        "auto",
+        description="what runs the encoder (engine/runtime.py); auto = the measured default: onnx on CPU (float32 "
+        "and int8), torch on CUDA",
     )
     runtime_cache: str = Field(
         "", description="where the onnx runtime keeps its exported graphs; empty = ~/.cache/adapterserve/onnx"

@@ -233,6 +233,9 @@ def test_report_renders_from_a_minimal_result():
             },
         },
         "per_adapter": {"env": {"ADAPTERSERVE_BATCHING": "per_adapter", "OMP_NUM_THREADS": "1"}, "phases": [per]},
+        "mixed_torch": {
+            "phases": [dict(phase, strategy="mixed_torch"), dict(many, strategy="mixed_torch", seq_per_s=9.6)]
+        },
         "threads": {
             "helper with default threads": {
                 "threads": 2,
@@ -246,12 +249,16 @@ def test_report_renders_from_a_minimal_result():
         ],
     }
     tg = {t["target"]: t["status"] for t in targets(results)}
-    assert tg["mixed, 64 adapters (uniform) vs 1 adapter"] == "SHORT"
+    # every runtime's mixed phases are judged: the default (onnx on CPU) and torch
+    assert tg["mixed, 64 adapters (uniform) vs 1 adapter, onnx runtime"] == "SHORT"  # 9.0 / 10.0
+    assert tg["mixed, 64 adapters (uniform) vs 1 adapter, torch runtime"] == "PASS"  # 9.6 / 10.0
     assert tg["mixed vs per-adapter batches, 64 adapters (uniform)"] == "PASS"
-    assert tg["1 adapter served vs bare backbone in-process"] == "PASS"
+    assert tg["1 adapter served (torch runtime) vs the bare transformers ceiling"] == "PASS"  # 10 / 11 >= 0.9
+    assert tg["1 adapter served (onnx runtime) vs the bare transformers ceiling"] == "SHORT"  # 10 / 11 < 1.5
     assert any(s == "N/A" for s in tg.values())  # the GPU target, not run on CPU
     doc = render(results)
     assert doc.startswith("# Benchmarks") and "## Targets" in doc and "| 64 |" in doc
+    assert "adapterserve, mixed batches (torch runtime) | 64 |" in doc
     assert "## Inference workers" in doc and "| 1 | 2 x 1 | 80.0 | 2.00x |" in doc
     assert "## CPU threads" in doc and "| helper with default threads | 2 | 160.0 | 110.0 | 2.0 | 1.6 |" in doc
     assert "SHORT" in summary_table(results)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from adapterserve.adapters.batch import AdapterBatch
+from adapterserve.engine import onnx_graph
 from adapterserve.engine import runtime as rt
 from adapterserve.engine.backbone import resolve_dtype
 from adapterserve.engine.onnx_runtime import backbone_key
@@ -19,8 +20,9 @@ from adapterserve.engine.tokenize import tokenize
 from ..conftest import TINY
 
 
-def test_auto_is_torch_and_unknown_names_are_refused(tiny_backbone):
-    assert rt.make_runtime("auto", tiny_backbone).name == "torch"
+def test_auto_is_onnx_on_cpu_and_unknown_names_are_refused(tiny_backbone, tmp_path):
+    assert rt.make_runtime("auto", tiny_backbone, cache=str(tmp_path)).name == "onnx"
+    assert rt.DEFAULT["cuda"] == "torch"
     with pytest.raises(RuntimeError, match="unknown runtime 'tvm'"):
         rt.make_runtime("tvm", tiny_backbone)
 
@@ -50,11 +52,16 @@ def test_int8_never_falls_back(tiny_backbone, monkeypatch):
     assert resolve_dtype("int8", torch.device("cpu")) == torch.float32  # adapters and heads stay float
 
 
+def _two_rows(backbone):
+    """A padded batch of two texts of different lengths: (ids, mask, types)."""
+    rows = tokenize(backbone.tokenizer, ["a short text", "another one, a little longer"], None, 64, True)
+    return pad(rows, 0, backbone.device)
+
+
 def test_int8_graph_runs_and_stays_close_to_fp32(tiny_backbone, tmp_path):
     int8 = rt.make_runtime("auto", tiny_backbone, int8=True, cache=str(tmp_path))
-    assert int8.name == "onnx-int8" and all(p.name.endswith(".int8.onnx") for p in int8.paths.values())
-    rows = tokenize(tiny_backbone.tokenizer, ["a short text", "another one, a little longer"], None, 64, True)
-    ids, mask, types = pad(rows, 0, tiny_backbone.device)
+    assert int8.name == "onnx-int8" and all(".int8v" in p.name for p in int8.paths.values())
+    ids, mask, types = _two_rows(tiny_backbone)
     plan = AdapterBatch.from_row_adapters([None, None])
     with torch.inference_mode():
         want, _ = tiny_backbone.encode(ids, mask, types, plan)
@@ -62,6 +69,17 @@ def test_int8_graph_runs_and_stays_close_to_fp32(tiny_backbone, tmp_path):
     assert int8.graph_batches == 1
     cos = torch.nn.functional.cosine_similarity(got[mask.bool()], want[mask.bool()], dim=-1)
     assert cos.min() > 0.95, cos.min()  # a random tiny BERT; MiniLM's figures are in docs/runtimes.md
+    # the scheme: every MatMul with a weight is int8 but the first layer's FFN output projection
+    import onnx
+
+    inter = tiny_backbone.model.config.intermediate_size
+    for path in int8.paths.values():
+        model = onnx.load(str(path))
+        weights = {i.name: tuple(i.dims) for i in model.graph.initializer}
+        float_matmuls = [n for n in model.graph.node if n.op_type == "MatMul" and any(x in weights for x in n.input)]
+        assert len(float_matmuls) == 1, [n.name for n in float_matmuls]
+        assert any(weights.get(x, (0,))[0] == inter for x in float_matmuls[0].input)
+        assert any(n.op_type == "DynamicQuantizeLinear" or n.op_type == "MatMulInteger" for n in model.graph.node)
 
 
 def test_export_cache_key_follows_the_backbone_files(tmp_path):
@@ -71,3 +89,29 @@ def test_export_cache_key_follows_the_backbone_files(tmp_path):
     assert backbone_key(str(copy)) == before
     (copy / "config.json").write_text((copy / "config.json").read_text() + " ")
     assert backbone_key(str(copy)) != before
+
+
+def test_onnx_packs_each_adapter_once_and_forgets_it_with_the_adapter(tiny_backbone, tmp_path, monkeypatch):
+    import gc
+
+    from adapterserve.engine import onnx_runtime
+    from adapterserve.formats import load_adapter
+
+    from ..conftest import golden
+
+    runtime = rt.make_runtime("onnx", tiny_backbone, cache=str(tmp_path))
+    calls = []
+    monkeypatch.setattr(onnx_runtime, "pack", lambda a: calls.append(id(a)) or onnx_graph.pack(a))
+    adapter = load_adapter(golden("ah_seq_bn")[0], tiny_backbone.shape)
+    ids, mask, types = _two_rows(tiny_backbone)
+    plan = AdapterBatch.from_row_adapters([adapter, None])
+    with torch.inference_mode():
+        first, _ = runtime.encode(ids, mask, types, plan)
+        again, _ = runtime.encode(ids, mask, types, plan)
+        want, _ = tiny_backbone.encode(ids, mask, types, plan)
+    assert len(calls) == 1 and runtime.by_graph["bn"] == 2  # packed once, reused by the second batch
+    assert torch.equal(first, again) and torch.allclose(first, want, atol=1e-4)
+    assert len(runtime._packs) == 1
+    del adapter, plan
+    gc.collect()
+    assert runtime._packs == {}  # a dropped adapter (an evicted or replaced version) leaves nothing behind

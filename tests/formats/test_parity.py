@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from adapterserve.adapters.batch import AdapterBatch
-from adapterserve.engine.onnx_graph import in_graph
+from adapterserve.engine.onnx_graph import in_graph, variant
 from adapterserve.engine.runner import pad, run_rows
 from adapterserve.engine.runtime import RUNTIMES as RUNTIMES_BY_NAME
 from adapterserve.engine.tokenize import Encoded
@@ -81,6 +81,7 @@ def test_logits_match_reference(case, runtime):
     tagging = exp["task"] == "tagging"
 
     graph_before = getattr(rt, "graph_batches", 0)
+    by_graph_before = dict(getattr(rt, "by_graph", {}))
     batched = _logits(backbone, adapter, rows, tagging)
     for i, (got, want) in enumerate(zip(batched, exp["logits_batched"])):
         want = torch.tensor(want)
@@ -89,13 +90,42 @@ def test_logits_match_reference(case, runtime):
     if runtime == "onnx":
         # The graph ran every adapter it can express (the rest runs on torch, by design), and rows without an
         # adapter in the same batch leave the adapter rows' logits unchanged.
-        assert (rt.graph_batches > graph_before) == in_graph(AdapterBatch.from_row_adapters([adapter]))
+        plan = AdapterBatch.from_row_adapters([adapter])
+        assert (rt.graph_batches > graph_before) == in_graph(plan)
+        if in_graph(plan):  # on the smallest graph variant that has the adapter's sites
+            grew = {v for v, n in rt.by_graph.items() if n > by_graph_before[v]}
+            assert grew == {variant(plan)}, (grew, variant(plan))
+            assert variant(plan) == ("delta" if any(k[0] >= 0 for k in adapter.lora) else "bn")
         mixed = _logits(backbone, adapter, rows + rows, tagging, [adapter] * len(rows) + [None] * len(rows))
         for i, want in enumerate(exp["logits_batched"]):
             assert torch.allclose(mixed[i], torch.tensor(want), atol=TOL, rtol=0)
     for i, row in enumerate(rows):
         (got,) = _logits(backbone, adapter, [row], tagging)
         want = torch.tensor(exp["logits_single"][i])
+        assert torch.allclose(got, want, atol=TOL, rtol=0), (i, (got - want).abs().max().item())
+
+
+def test_one_graph_batch_mixes_bottleneck_forms_activations_and_lora():
+    """Rows of a seq_bn (relu, LN before), a double_seq_bn (swish, no LN before), a gelu bottleneck and a LoRA
+    adapter in one onnx batch: each row's logits are its reference library's, from one graph call (the "delta"
+    variant: bn.pre and bn.act select each row's form). Rows without an adapter: test_logits_match_reference."""
+    cases = ["ah_seq_bn", "ah_double_seq_bn", "ah_act_gelu", "peft_lora_all_dense"]
+    backbone = backbone_on("tiny-bert", "onnx")
+    rt = backbone.runtime
+    rows, row_adapters, wants = [], [], []
+    for case in cases:
+        folder, exp = golden(case)
+        adapter = load_adapter(folder, backbone.shape)
+        for ids, want in zip(exp["input_ids"], exp["logits_batched"]):
+            rows.append(Encoded(ids, None))
+            row_adapters.append(adapter)
+            wants.append(torch.tensor(want))
+    plan = AdapterBatch.from_row_adapters(row_adapters)
+    assert in_graph(plan) and variant(plan) == "delta"
+    before = rt.by_graph["delta"]
+    out, _ = run_rows(backbone, rows, row_adapters, [False] * len(rows))
+    assert rt.by_graph["delta"] == before + 1
+    for i, (got, want) in enumerate(zip(out, wants)):
         assert torch.allclose(got, want, atol=TOL, rtol=0), (i, (got - want).abs().max().item())
 
 

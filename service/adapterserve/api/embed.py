@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 
 from ..errors import BadRequest
 from ..state import AppState
-from .common import check_texts, until_disconnected
+from .common import check_texts, json_response, until_disconnected
 from .deps import get_state
 from .middleware import metric_route
 from .responses import errors
@@ -43,6 +43,8 @@ async def embed(body: EmbedRequest, request: Request, state: AppState = Depends(
             '"normalize": false cannot be honoured: leave it out'
         )
     _, vectors = await embed_texts(state, request, body.texts(), body.truncate)
+    matrix = torch.stack([torch.as_tensor(v).float() for v in vectors])
     if body.normalize:
-        vectors = [F.normalize(v.float(), dim=-1) for v in vectors]
-    return [torch.as_tensor(v).tolist() for v in vectors]
+        matrix = F.normalize(matrix, dim=-1)
+    # float64, so orjson writes each value as Python's json would write v.tolist() (the same digits)
+    return json_response(matrix.double().numpy())

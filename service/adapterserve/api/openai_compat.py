@@ -10,6 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 
 from ..state import AppState
+from .common import json_response
 from .deps import get_state
 from .embed import EMBED_ERRORS, embed_texts
 from .middleware import metric_route
@@ -25,7 +26,7 @@ def _encode(vector, encoding_format: str):
     if encoding_format == "base64":
         # What the OpenAI SDK decodes: np.frombuffer(base64.b64decode(s), dtype="float32"), little-endian.
         return base64.b64encode(np.asarray(vector.float().numpy(), dtype="<f4").tobytes()).decode("ascii")
-    return vector.tolist()
+    return vector.double().numpy()  # orjson writes float64 as json would write vector.tolist()
 
 
 @router.post(
@@ -38,15 +39,17 @@ async def embeddings(body: OpenAIEmbeddingRequest, request: Request, state: AppS
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
     rows, vectors = await embed_texts(state, request, texts, True)
     tokens = sum(len(r) for r in rows)
-    return {
-        "object": "list",
-        "model": body.model or state.backbone.info.name,
-        "data": [
-            {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
-            for i, v in enumerate(vectors)
-        ],
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
+    return json_response(
+        {
+            "object": "list",
+            "model": body.model or state.backbone.info.name,
+            "data": [
+                {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
+                for i, v in enumerate(vectors)
+            ],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
 
 
 @router.get("/models", response_model=OpenAIModelList, summary="The backbone and the adapters", responses=errors(503))

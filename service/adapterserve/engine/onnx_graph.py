@@ -4,14 +4,21 @@ Each layer takes, per row, a LoRA pair at each of its six linear sites (A^T [B, 
 and a bottleneck at each of its two sub-layer sites (down^T [B, H, r], down bias [B, r], up^T*scale [B, r, H],
 up bias*scale [B, H]). A row without an adapter, or whose adapter does not use a site, gets zeros there, which
 is exact: a zero LoRA adds nothing, and with zero up-weights the bottleneck sub-layer below reduces to the
-pretrained LN(h + inp). The bottleneck is AdapterHub's `seq_bn` (Pfeiffer) form: original_ln_before=True,
-residual_before_ln=True, original_ln_after=True, relu, no adapter LayerNorms, at either site:
-    LN(up(relu(down(LN(h + inp)))) * scale + h + inp)
-Anything else (other bottleneck options, bias sites, the pooler's or embeddings' sites, other kinds) runs on
-torch.
+pretrained LN(h + inp). The bottleneck is AdapterHub's with residual_before_ln=True, original_ln_after=True and no
+adapter LayerNorms, at either site:
+    LN(up(act(down(x))) * scale + h + inp),  x = LN(h + inp) (original_ln_before, `seq_bn`) or h (`double_seq_bn`)
+Two per-row inputs say which: `bn.pre` (1: x = LN(h + inp), 0: x = h) and `bn.act` (one-hot over GRAPH_ACTS; the
+graph computes each activation and keeps the row's, a multiply by exactly 1 or 0). Anything else (other bottleneck
+options, bias sites, the pooler's or embeddings' sites, other kinds) runs on torch.
+
+The graph comes in variants by which inputs it has (VARIANTS): a batch runs on the smallest one that covers its
+sites, so a batch of bottleneck adapters does not pay for 36 LoRA sites' zero matmuls, nor an embeddings batch for
+any. Which variant never depends on which adapters exist, only on the kinds of sites the batch uses.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -20,25 +27,48 @@ from ..adapters.batch import AdapterBatch
 from ..adapters.model import LINEAR_SITES, Adapter, BottleneckConfig
 
 BN_SITES = ("mh", "output")
+# The bottleneck options the graph computes; non_linearity and original_ln_before vary per row (bn.act, bn.pre).
 GRAPH_CONFIG = BottleneckConfig(
     non_linearity="relu", original_ln_before=True, original_ln_after=True, residual_before_ln=True
 )
+GRAPH_ACTS = (("relu",), ("swish", "silu"), ("gelu",))  # bn.act's columns, by the names configs use
+ACT_INDEX = {name: i for i, names in enumerate(GRAPH_ACTS) for name in names}
+ACTS = (torch.relu, F.silu, F.gelu)  # the same order, exact gelu (activations.py)
 
 
-def input_names(layers: int) -> list[str]:
+# name -> (LoRA inputs, bottleneck inputs); the order is the order variant() tries them in
+VARIANTS: dict[str, tuple[bool, bool]] = {"plain": (False, False), "bn": (False, True), "delta": (True, True)}
+
+
+def input_names(layers: int, lora: bool = True, bn: bool = True) -> list[str]:
     names = ["input_ids", "attention_mask", "token_type_ids"]
+    if bn and layers:
+        names += ["bn.pre", "bn.act"]
     for i in range(layers):
-        names += [f"l{i}.{s}.{p}" for s in LINEAR_SITES for p in ("a", "b")]
-        names += [f"l{i}.{s}.{p}" for s in BN_SITES for p in ("dw", "db", "uw", "ub")]
+        if lora:
+            names += [f"l{i}.{s}.{p}" for s in LINEAR_SITES for p in ("a", "b")]
+        if bn:
+            names += [f"l{i}.{s}.{p}" for s in BN_SITES for p in ("dw", "db", "uw", "ub")]
     return names
 
 
-class DeltaEncoder(torch.nn.Module):
-    """Backbone.encode with dense per-row adapter inputs (deltas=False: the plain encoder, no extra inputs)."""
+def variant(plan: AdapterBatch) -> str:
+    """The smallest graph variant for a batch in_graph accepts."""
+    used = [s.adapter for s in plan.segments if s.adapter is not None]
+    if not used:
+        return "plain"
+    if any(k[0] >= 0 for a in used for k in a.lora):  # layer LoRA (the pooler's runs on torch after the graph)
+        return "delta"
+    return "bn"
 
-    def __init__(self, backbone, deltas: bool):
+
+class DeltaEncoder(torch.nn.Module):
+    """Backbone.encode with dense per-row adapter inputs: LoRA pairs if `lora`, bottlenecks if `bn` (neither: the
+    plain encoder, no extra inputs)."""
+
+    def __init__(self, backbone, lora: bool, bn: bool):
         super().__init__()
-        self.m, self.bb, self.deltas = backbone.model, backbone, deltas
+        self.m, self.bb, self.lora, self.bn = backbone.model, backbone, lora, bn
 
     def forward(self, ids, mask, types, *w):
         m, act = self.m, self.bb._act
@@ -51,13 +81,18 @@ class DeltaEncoder(torch.nn.Module):
         hd = H // nh
         key_mask = mask.bool()[:, None, None, :]
         k = 0
+        if self.bn:
+            pre, onehot = w[0].view(B, 1, 1), w[1]
+            acts = [onehot[:, j].view(B, 1, 1) for j in range(len(ACTS))]
+            k = 2
         for layer in m.encoder.layer:
             lo = {}
             bn = {}
-            if self.deltas:
+            if self.lora:
                 for s in LINEAR_SITES:
                     lo[s] = (w[k], w[k + 1])
                     k += 2
+            if self.bn:
                 for s in BN_SITES:
                     bn[s] = w[k : k + 4]
                     k += 4
@@ -75,7 +110,8 @@ class DeltaEncoder(torch.nn.Module):
                 if site not in bn:
                     return base
                 dw, db, uw, ub = bn[site]
-                z = torch.relu(torch.matmul(base, dw) + db.unsqueeze(1))
+                u = torch.matmul(pre * base + (1 - pre) * h, dw) + db.unsqueeze(1)
+                z = sum(a * f(u) for a, f in zip(acts, ACTS))
                 return ln(torch.matmul(z, uw) + ub.unsqueeze(1) + h + inp)
 
             att = layer.attention
@@ -100,48 +136,86 @@ def in_graph(plan: AdapterBatch) -> bool:
             return False
         if a.ia3 or a.prefix or a.prompt is not None:  # attention internals and virtual tokens: torch only
             return False
+        cfg = a.bottleneck_config
         if a.bottleneck and (
-            a.bottleneck_config != GRAPH_CONFIG
+            cfg is None
+            or cfg.non_linearity.lower() not in ACT_INDEX
+            or replace(cfg, non_linearity="relu", original_ln_before=True) != GRAPH_CONFIG
             or any(s.norm_before is not None or s.norm_after is not None for s in a.bottleneck.values())
         ):
             return False
     return True
 
 
-def per_row_inputs(plan: AdapterBatch, layers: int, hidden: int, widths: dict[str, tuple[int, int]], dtype) -> list:
-    """The graph's adapter inputs for this batch, in input_names order: per segment, stacked, repeated per row."""
-    sizes = torch.tensor([s.stop - s.start for s in plan.segments])
-    zero_row = lambda *shape: torch.zeros(shape, dtype=dtype)
+def pack(adapter: Adapter) -> dict:
+    """An adapter's graph inputs per site, in the graph's layout (transposed, scale folded in): views of its weights
+    where the scale is 1, so a runtime can keep one per adapter at little cost (OnnxRuntime caches them)."""
+    out: dict = {}
+    for (i, site), lo in adapter.lora.items():
+        if i >= 0:  # the pooler's LoRA runs on torch after the graph
+            b = lo.b if lo.scaling == 1 else lo.b * lo.scaling
+            out[(i, site)] = (lo.a.t(), b.t())
+    for (i, site), bn in adapter.bottleneck.items():
+        scale = bn.scaling
+        one = not isinstance(scale, torch.Tensor) and float(scale) == 1.0
+        uw = bn.up_weight.t() if one else bn.up_weight.t() * scale
+        ub = bn.up_bias if one else bn.up_bias * scale
+        out[(i, site)] = (bn.down_weight.t(), bn.down_bias, uw, ub)
+    cfg = adapter.bottleneck_config if adapter.bottleneck else None
+    out["pre"] = float(cfg is None or cfg.original_ln_before)
+    out["act"] = ACT_INDEX[cfg.non_linearity.lower()] if cfg is not None else 0
+    return out
+
+
+NO_ADAPTER: dict = {"pre": 1.0, "act": 0}  # a row without an adapter: zeros at every site
+
+
+def per_row_inputs(
+    plan: AdapterBatch,
+    layers: int,
+    hidden: int,
+    widths: dict[str, tuple[int, int]],
+    dtype,
+    lora: bool = True,
+    bottleneck: bool = True,
+    pack_of=pack,
+) -> list:
+    """The graph's adapter inputs for this batch, in input_names order: per segment, stacked, repeated per row.
+    `pack_of(adapter)` gives an adapter's packed sites (pack, or a runtime's cache of it)."""
+    sizes = [s.stop - s.start for s in plan.segments]
+    counts = torch.tensor(sizes)
+    packs = [NO_ADAPTER if s.adapter is None else pack_of(s.adapter) for s in plan.segments]
+    zeros: dict[tuple, torch.Tensor] = {}
+
+    def zero(*shape) -> torch.Tensor:
+        if shape not in zeros:
+            zeros[shape] = torch.zeros(shape, dtype=dtype)
+        return zeros[shape]
 
     def rows(per_seg: list[torch.Tensor]) -> torch.Tensor:
-        return torch.repeat_interleave(torch.stack(per_seg), sizes, dim=0)
+        if len(per_seg) == 1:
+            return per_seg[0].unsqueeze(0).expand(sizes[0], *per_seg[0].shape)
+        return torch.repeat_interleave(torch.stack(per_seg), counts, dim=0)
 
     out: list[torch.Tensor] = []
+    if bottleneck:
+        onehot = torch.eye(len(ACTS), dtype=dtype)
+        out.append(rows([torch.tensor(p["pre"], dtype=dtype) for p in packs]))
+        out.append(rows([onehot[p["act"]] for p in packs]))
     for i in range(layers):
-        for site in LINEAR_SITES:
+        for site in LINEAR_SITES if lora else ():
             fan_in, fan_out = widths[site]
-            los = [None if s.adapter is None else s.adapter.lora.get((i, site)) for s in plan.segments]
-            r = max([lo.a.shape[0] for lo in los if lo is not None], default=1)
-            a = [zero_row(fan_in, r) if lo is None else _pad(lo.a.t(), r, 1) for lo in los]
-            b = [zero_row(r, fan_out) if lo is None else _pad((lo.b * lo.scaling).t(), r, 0) for lo in los]
-            out += [rows(a), rows(b)]
-        for site in BN_SITES:
-            bns = [None if s.adapter is None else s.adapter.bottleneck.get((i, site)) for s in plan.segments]
-            r = max([bn.down_weight.shape[0] for bn in bns if bn is not None], default=1)
-            dw, db, uw, ub = [], [], [], []
-            for bn in bns:
-                if bn is None:
-                    dw.append(zero_row(hidden, r))
-                    db.append(zero_row(r))
-                    uw.append(zero_row(r, hidden))
-                    ub.append(zero_row(hidden))
-                    continue
-                scale = bn.scaling if isinstance(bn.scaling, torch.Tensor) else float(bn.scaling)
-                dw.append(_pad(bn.down_weight.t(), r, 1))
-                db.append(_pad(bn.down_bias, r, 0))
-                uw.append(_pad(bn.up_weight.t() * scale, r, 0))
-                ub.append(bn.up_bias * scale)
-            out += [rows(dw), rows(db), rows(uw), rows(ub)]
+            los = [p.get((i, site)) for p in packs]
+            r = max([lo[0].shape[1] for lo in los if lo is not None], default=1)
+            out.append(rows([zero(fan_in, r) if lo is None else _pad(lo[0], r, 1) for lo in los]))
+            out.append(rows([zero(r, fan_out) if lo is None else _pad(lo[1], r, 0) for lo in los]))
+        for site in BN_SITES if bottleneck else ():
+            bns = [p.get((i, site)) for p in packs]
+            r = max([bn[0].shape[1] for bn in bns if bn is not None], default=1)
+            out.append(rows([zero(hidden, r) if bn is None else _pad(bn[0], r, 1) for bn in bns]))
+            out.append(rows([zero(r) if bn is None else _pad(bn[1], r, 0) for bn in bns]))
+            out.append(rows([zero(r, hidden) if bn is None else _pad(bn[2], r, 0) for bn in bns]))
+            out.append(rows([zero(hidden) if bn is None else bn[3] for bn in bns]))
     return out
 
 

@@ -2,8 +2,9 @@
 
 The export is cached on disk under a key made of the backbone's files (their names, sizes and bytes hashed),
 the torch version and this module's graph version, so a restart loads it in a second and a changed backbone
-gets a new one. Two graphs: with the per-row adapter inputs, and plain (batches with no adapter rows, such as
-embeddings). Each inference worker thread has its own session, with the worker's share of the CPU threads.
+gets a new one. One graph per variant of onnx_graph.VARIANTS: plain (batches with no adapter rows, such as
+embeddings), bottleneck inputs only, and every site's inputs. The inference worker threads share one session
+per variant, each run on the worker's share of the CPU threads.
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ import logging
 import os
 import threading
 import warnings
+import weakref
 from pathlib import Path
 
 import torch
 
 from ..adapters.batch import AdapterBatch
-from .onnx_graph import DeltaEncoder, in_graph, input_names, per_row_inputs
+from .onnx_graph import ACTS, VARIANTS, DeltaEncoder, in_graph, input_names, pack, per_row_inputs, variant
 
 log = logging.getLogger(__name__)
 
-GRAPH_VERSION = "1"
+GRAPH_VERSION = "2"  # 2: graph variants; bottleneck input and activation per row (bn.pre, bn.act)
 
 
 def cache_root(folder: str = "") -> Path:
@@ -51,16 +53,20 @@ def export(backbone, folder: Path) -> dict[str, Path]:
     types = torch.zeros_like(ids)
     widths = _widths(H, inter)
     out = {}
-    for name, deltas in (("plain", False), ("delta", True)):
+    for name, (lora, bn) in VARIANTS.items():
         path = folder / f"{name}.onnx"
         out[name] = path
         if path.is_file():
             continue
-        names = input_names(L) if deltas else input_names(0)
+        names = input_names(L, lora, bn)
         args = [ids, mask, types]
         dyn = {n: {0: "batch", 1: "tokens"} for n in names[:3]}
-        if deltas:
+        if lora or bn:
             for n in names[3:]:
+                if n in ("bn.pre", "bn.act"):  # per row: [B] and [B, len(ACTS)]
+                    args.append(torch.ones(2) if n == "bn.pre" else torch.eye(len(ACTS))[[0, 1]])
+                    dyn[n] = {0: "batch"}
+                    continue
                 site = n.split(".", 1)[1].rsplit(".", 1)[0]
                 part = n.rsplit(".", 1)[1]
                 args.append(_example(site, part, widths, H))
@@ -75,7 +81,7 @@ def export(backbone, folder: Path) -> dict[str, Path]:
                 "ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning
             )
             torch.onnx.export(
-                DeltaEncoder(backbone, deltas).eval(),  # a new module trains by default: dropout would export
+                DeltaEncoder(backbone, lora, bn).eval(),  # a new module trains by default: dropout would export
                 tuple(args),
                 str(tmp),
                 input_names=names,
@@ -89,28 +95,34 @@ def export(backbone, folder: Path) -> dict[str, Path]:
     return out
 
 
+QUANT_VERSION = "2"  # in the int8 files' names: a new scheme never reuses a cached graph of the old one
+
+
 def quantize(paths: dict[str, Path], inter: int) -> dict[str, Path]:
     """int8 copies of the graphs (cached beside them): dynamic quantization, int8 weights per output channel,
-    activations quantized per batch. The FFN's output projection (the MatMuls whose weight has `inter` input
-    rows) stays float: its input, after GELU, has the outliers that cost the most accuracy (measured on MiniLM:
-    embedding cosine to fp32 mean 0.991 / min 0.979 with it quantized, 0.995 / 0.991 without; docs/runtimes.md).
-    Adapter weights are graph inputs, not initializers, so they stay float."""
+    activations quantized per batch. The first layer's FFN output projection (the first MatMul whose weight has
+    `inter` input rows; layer 0 comes first in any topological order) stays float: its input, after GELU, has the
+    outliers that cost the most accuracy. Measured on MiniLM (docs/runtimes.md), embedding cosine to fp32
+    mean / min: every MatMul int8 0.991 / 0.954; the first layer's kept float 0.993 / 0.978 at 0.9x that speed;
+    every layer's kept float 0.995 / 0.984 at 0.65x. Adapter weights are graph inputs, not initializers, so they
+    stay float."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out = {}
     for name, src in paths.items():
-        dst = src.with_name(f"{name}.int8.onnx")
+        dst = src.with_name(f"{name}.int8v{QUANT_VERSION}.onnx")
         out[name] = dst
         if dst.is_file():
             continue
         model = onnx.load(str(src), load_external_data=False)
         rows = {i.name: tuple(i.dims) for i in model.graph.initializer}
-        skip = [
+        ffn_out = [
             n.name
             for n in model.graph.node
             if n.op_type == "MatMul" and any(rows.get(x, (0,))[0] == inter for x in n.input)
         ]
+        skip = ffn_out[:1]
         tmp = dst.with_suffix(f".tmp{os.getpid()}")
         log.info("quantizing the backbone graph to int8", extra={"graph": name, "float_matmuls": len(skip)})
         quantize_dynamic(
@@ -182,22 +194,43 @@ class OnnxRuntime:
             self.paths = quantize(self.paths, cfg.intermediate_size)
         self._layers, self._hidden = cfg.num_hidden_layers, cfg.hidden_size
         self._widths = _widths(cfg.hidden_size, cfg.intermediate_size)
-        self._names = input_names(self._layers)
-        self._local = threading.local()
+        self._names = {v: input_names(self._layers, *sites) for v, sites in VARIANTS.items()}
+        self._sessions: dict = {}
+        self._packs: dict[int, tuple] = {}  # id(adapter) -> (weakref to it, onnx_graph.pack(adapter))
+        self._lock = threading.Lock()  # creates each variant's session once
         self._session("plain")  # fail now, at start-up, if the runtime cannot load the graph
         self.graph_batches = self.torch_batches = 0  # how batches ran, for tests and the benchmark
+        self.by_graph = dict.fromkeys(VARIANTS, 0)
 
     def _session(self, name: str):
-        sessions = getattr(self._local, "sessions", None)
-        if sessions is None:
-            sessions = self._local.sessions = {}
-        if name not in sessions:
-            so = self._ort.SessionOptions()
-            so.intra_op_num_threads = max(1, torch.get_num_threads() if self.threads == 0 else self.threads)
-            so.inter_op_num_threads = 1
-            so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            sessions[name] = self._ort.InferenceSession(str(self.paths[name]), so, providers=["CPUExecutionProvider"])
-        return sessions[name]
+        """The variant's session, shared by the inference workers: ONNX Runtime runs one session from several
+        threads at once, and with one intra-op thread each run stays on its caller's thread; one copy of each
+        graph's weights instead of one per worker."""
+        session = self._sessions.get(name)
+        if session is None:
+            with self._lock:
+                session = self._sessions.get(name)
+                if session is None:
+                    so = self._ort.SessionOptions()
+                    so.intra_op_num_threads = max(1, torch.get_num_threads() if self.threads == 0 else self.threads)
+                    so.inter_op_num_threads = 1
+                    so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                    session = self._ort.InferenceSession(str(self.paths[name]), so, providers=["CPUExecutionProvider"])
+                    self._sessions[name] = session
+        return session
+
+    def _pack(self, adapter) -> dict:
+        """onnx_graph.pack(adapter), kept while the adapter lives (snapshots are immutable; a new version is a new
+        object). Mostly views of its weights, so the cache costs little memory; it saves re-slicing every
+        adapter of every batch on the inference thread."""
+        key = id(adapter)
+        hit = self._packs.get(key)
+        if hit is not None and hit[0]() is adapter:
+            return hit[1]
+        packed = pack(adapter)
+        # the entry goes when the adapter does (before its id can be reused)
+        self._packs[key] = (weakref.ref(adapter, lambda _, key=key: self._packs.pop(key, None)), packed)
+        return packed
 
     def encode(self, ids, mask, types, adapters: AdapterBatch):
         if not in_graph(adapters):
@@ -205,11 +238,15 @@ class OnnxRuntime:
             return self.backbone.encode(ids, mask, types, adapters=adapters)
         self.graph_batches += 1
         feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
-        plain = all(s.adapter is None for s in adapters.segments)
-        if not plain:
-            tensors = per_row_inputs(adapters, self._layers, self._hidden, self._widths, torch.float32)
-            feed.update({n: t.contiguous().numpy() for n, t in zip(self._names[3:], tensors)})
-        (hidden,) = self._session("plain" if plain else "delta").run(None, feed)
+        graph = variant(adapters)
+        self.by_graph[graph] += 1
+        if graph != "plain":
+            lora, bn = VARIANTS[graph]
+            tensors = per_row_inputs(
+                adapters, self._layers, self._hidden, self._widths, torch.float32, lora, bn, self._pack
+            )
+            feed.update({n: t.contiguous().numpy() for n, t in zip(self._names[graph][3:], tensors)})
+        (hidden,) = self._session(graph).run(None, feed)
         hidden = torch.from_numpy(hidden)
         pooled = None
         if adapters.needs_pooler:

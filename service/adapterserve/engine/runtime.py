@@ -1,8 +1,8 @@
 """Runtimes: what runs the frozen backbone's encoder for a batch. One registry, chosen by ADAPTERSERVE_RUNTIME.
 
 - "torch": PyTorch eager (Backbone.encode): every adapter kind, every device and dtype.
-- "onnx": ONNX Runtime on the CPU, the encoder exported once as a graph (engine/onnx_graph.py) whose extra
-  inputs carry per-row adapter weights, so mixed batches run in one graph call and adapters come and go
+- "onnx": ONNX Runtime on the CPU (the CPU default), the encoder exported once as a graph (engine/onnx_graph.py)
+  whose extra inputs carry per-row adapter weights, so mixed batches run in one graph call and adapters come and go
   without a new export. Batches with something the graph cannot express run on the torch path.
 
 Every runtime takes the same `AdapterBatch` and answers (hidden [B, T, H], pooled [B, H] or None).
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+
+import torch
 
 from ..adapters.batch import AdapterBatch
 
@@ -39,9 +41,10 @@ def _onnx(backbone, threads: int = 1, int8: bool = False, cache: str = ""):
 
 
 RUNTIMES: dict[str, Callable] = {"torch": TorchRuntime, "onnx": _onnx}
-# Measured on the 2-core CI machine (docs/benchmarks.md, "Runtimes"): ONNX Runtime fp32 ran the MiniLM encoder
-# at 0.75-0.86x torch eager (torch uses oneDNN with AVX-512 here), so torch is the default everywhere.
-DEFAULT = {"cpu": "torch", "cuda": "torch"}
+# Measured on the 2-core CI machine, idle, on the passes the server makes (about 14 rows; docs/runtimes.md): the onnx
+# runtime ran MiniLM 1.16-1.23x faster than torch eager with and without adapters, and served /v1/embeddings faster
+# (docs/benchmarks.md); so it is the CPU default. CUDA runs torch.
+DEFAULT = {"cpu": "onnx", "cuda": "torch"}
 
 
 def make_runtime(name: str, backbone, threads: int = 1, int8: bool = False, cache: str = ""):
@@ -50,6 +53,8 @@ def make_runtime(name: str, backbone, threads: int = 1, int8: bool = False, cach
     silent fp32 server would not be what was asked for): it fails at start-up with the reason."""
     if name == "auto":
         name = "onnx" if int8 else DEFAULT[backbone.device.type]
+        if name == "onnx" and not int8 and backbone.dtype != torch.float32:
+            name = "torch"  # the graph runs float32: a float16/bfloat16 CPU backbone stays on torch
     if name not in RUNTIMES:
         raise RuntimeError(f"unknown runtime {name!r}; choose one of {sorted(RUNTIMES)} or auto")
     if name != "torch" and backbone.device.type != "cpu":
