@@ -71,7 +71,9 @@ def bare_rate(results: dict) -> float | None:
 # ---- the targets --------------------------------------------------------------------------------------------
 PEERS_WHY = (
     "the servers run one after another on the same texts and load (section Peers: each side's CPU, the load "
-    "generator's and memory)"
+    "generator's and memory). infinity-emb's optimum engine runs the same model on the same engine, ONNX Runtime "
+    "fp32; in our onnx server 95% of the inference threads' time is in InferenceSession.run (py-spy, "
+    "docs/runtimes.md), and ONNX Runtime's transformer fusions measured slower than the plain graph here"
 )
 
 
@@ -562,7 +564,7 @@ def render(results: dict) -> str:
         "## How it was run",
         "",
         f"- Command: `{results['command']}` (wall time {results['wall_s']:.0f} s, finished "
-        f"{time.strftime('%Y-%m-%d %H:%M %Z')})",
+        f"{results.get('finished') or time.strftime('%Y-%m-%d %H:%M %Z')})",
         f"- Machine: {m.get('nproc')} CPU cores ({m.get('cpu', '?')}), {m.get('ram_gib', '?')} GiB RAM, "
         f"{m.get('platform')}; Python {m.get('python')}, torch {m.get('torch')} ({m.get('torch_threads')} "
         f"intra-op threads), transformers {m.get('transformers')}; GPU: {m.get('gpu', 'none')}",

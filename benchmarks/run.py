@@ -821,6 +821,7 @@ def main(argv=None) -> int:
             )
     machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     results["wall_s"] = round(time.time() - started, 1)
+    results["finished"] = time.strftime("%Y-%m-%d %H:%M %Z")  # --render reprints it, not the render's time
     from .report import render, summary_table
 
     doc = render(results)
