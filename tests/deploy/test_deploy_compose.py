@@ -102,6 +102,12 @@ def test_adapterserve_service(compose):
     # same hardening as on Kubernetes: read-only root with writable /tmp and HOME
     assert app["read_only"] is True
     assert {"/tmp", "/home/app"} <= set(app["tmpfs"])
+    # the onnx runtime's graphs on a named volume (kept across restarts, not in RAM), which the image creates
+    # owned by the app user, so a new volume there is writable by it
+    cache = env["ADAPTERSERVE_RUNTIME_CACHE"]
+    assert f"graph-cache:{cache}" in app["volumes"] and "graph-cache" in compose["volumes"]
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    assert f"install -d -o 10001 -g 10001 {cache}" in dockerfile
     assert app["cap_drop"] == ["ALL"]
 
 

@@ -115,3 +115,12 @@ def test_onnx_packs_each_adapter_once_and_forgets_it_with_the_adapter(tiny_backb
     del adapter, plan
     gc.collect()
     assert runtime._packs == {}  # a dropped adapter (an evicted or replaced version) leaves nothing behind
+
+
+def test_an_unwritable_graph_cache_falls_back_to_torch_with_a_log_line(tiny_backbone, tmp_path, caplog):
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should go")  # like a read-only or full volume
+    with caplog.at_level(logging.WARNING, logger="adapterserve.engine.runtime"):
+        chosen = rt.make_runtime("auto", tiny_backbone, cache=str(blocker))
+    assert chosen.name == "torch"
+    assert "runtime onnx cannot load" in caplog.text and "falling back to the PyTorch runtime" in caplog.text
