@@ -262,6 +262,32 @@ async def test_two_workers_run_two_batches_at_once_and_a_free_worker_takes_what_
 
 
 @pytest.mark.asyncio
+async def test_rows_queued_at_once_are_shared_by_the_idle_workers():
+    """32 requests arriving together (a closed-loop client's next round) with a 64-row limit: two batches of 16
+    run at once, not one of 32 on one worker while the other idles."""
+    running, release = [], threading.Event()
+    started = threading.Semaphore(0)
+
+    def runner(items):
+        running.append(len(items))
+        started.release()
+        release.wait(5)
+        return [[len(r) for r in i.rows] for i in items]
+
+    b = Batcher(runner, BatcherConfig(max_batch_size=64, max_batch_tokens=100_000, max_wait_ms=20, workers=2))
+    b.start()
+    items = [item(key="a") for _ in range(32)]
+    for i in items:
+        b.submit(i)
+    for _ in range(2):
+        assert await asyncio.to_thread(started.acquire, True, 5)
+    assert b.busy_workers == 2 and running == [16, 16]
+    release.set()
+    await asyncio.gather(*(i.future for i in items))
+    await b.stop()
+
+
+@pytest.mark.asyncio
 async def test_a_failing_batch_fails_its_callers_and_the_batcher_goes_on():
     calls = []
 

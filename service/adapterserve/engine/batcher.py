@@ -10,7 +10,8 @@
 - Rows of different adapters share a batch ("mixed"); "per_adapter" keeps one adapter per batch.
 - `workers` batches run at once, each on its own inference thread; a worker that frees up takes the next
   batch from everything queued meanwhile (on a small CPU, two single-threaded workers out-run one
-  two-threaded worker at every batch size; docs/benchmarks.md, "Inference workers").
+  two-threaded worker at every batch size; docs/benchmarks.md, "Inference workers"). With several workers
+  idle, each batch takes its share of the queue, so that none stays idle while rows wait (`_share`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from ..errors import DeadlineExceeded, Overloaded, Unavailable
 from .bucketing import select
@@ -194,10 +196,21 @@ class Batcher:
             item.future.set_exception(error)
             item.future.exception()  # retrieved: the caller may be gone
 
+    def _share(self) -> BatcherConfig:
+        """The budget of the next batch. With several workers idle, a batch takes only its share of the queued
+        rows: rows queued at once (a closed-loop client's next requests, all sent when a batch answers) then run
+        on every idle worker. One worker taking them all would leave the others idle for as long as the clients
+        keep in step, which they do: 32 clients with a 64-row batch limit kept one of two workers busy."""
+        idle = self._workers - self.busy_workers
+        share = -(-self.queued_rows // idle) if idle > 1 else self.config.max_batch_size
+        if share >= self.config.max_batch_size:
+            return self.config
+        return replace(self.config, max_batch_size=max(1, share))
+
     def _take_batch(self) -> list[WorkItem]:
         """The next batch (bucketing.select), taken out of the queue; expired items are failed, not run."""
         inbox_rows = sum(len(i.rows) for i in self._inbox)
-        sel = select(self._queues, self._ring, self._deficit, self.config, time.monotonic(), inbox_rows)
+        sel = select(self._queues, self._ring, self._deficit, self._share(), time.monotonic(), inbox_rows)
         self._queues, self._ring, self._deficit = sel.queues, sel.ring, sel.deficit
         for item in (*sel.batch, *sel.expired):
             self.queued_requests -= 1
