@@ -232,8 +232,8 @@ async def test_expired_items_deep_in_the_queue_are_not_computed():
     assert all(late not in batch for batch in runner.batches)
 
 
-@pytest.mark.asyncio
-async def test_two_workers_run_two_batches_at_once_and_a_free_worker_takes_what_queued():
+def gated_runner():
+    """A runner whose batches block until `release` is set: (runner, sizes of the batches run, release, started)."""
     running, release = [], threading.Event()
     started = threading.Semaphore(0)
 
@@ -243,6 +243,12 @@ async def test_two_workers_run_two_batches_at_once_and_a_free_worker_takes_what_
         release.wait(5)
         return [[len(r) for r in i.rows] for i in items]
 
+    return runner, running, release, started
+
+
+@pytest.mark.asyncio
+async def test_two_workers_run_two_batches_at_once_and_a_free_worker_takes_what_queued():
+    runner, running, release, started = gated_runner()
     b = Batcher(runner, BatcherConfig(max_batch_size=2, max_batch_tokens=10_000, max_wait_ms=0, workers=2))
     b.start()
     items = [item(key=f"k{i}") for i in range(7)]
@@ -265,15 +271,7 @@ async def test_two_workers_run_two_batches_at_once_and_a_free_worker_takes_what_
 async def test_rows_queued_at_once_are_shared_by_the_idle_workers():
     """32 requests arriving together (a closed-loop client's next round) with a 64-row limit: two batches of 16
     run at once, not one of 32 on one worker while the other idles."""
-    running, release = [], threading.Event()
-    started = threading.Semaphore(0)
-
-    def runner(items):
-        running.append(len(items))
-        started.release()
-        release.wait(5)
-        return [[len(r) for r in i.rows] for i in items]
-
+    runner, running, release, started = gated_runner()
     b = Batcher(runner, BatcherConfig(max_batch_size=64, max_batch_tokens=100_000, max_wait_ms=20, workers=2))
     b.start()
     items = [item(key="a") for _ in range(32)]
