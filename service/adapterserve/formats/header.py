@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,16 +47,16 @@ def read_header(path: Path) -> dict[str, TensorEntry]:
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Every tensor in the file, read with plain file I/O after the header is checked.
+    """Every tensor in the file, read with plain file I/O after the header is checked, through one open file.
 
     Not safetensors' `load_file`: every call of it leaks a few Python objects per tensor (safetensors
     issue #369, still so in 0.5-0.8; measured ~1.5 kB per load of a 24-tensor file), and a server that
     reloads adapters all day grows without bound. Each tensor owns its bytes (no mmap of the file stays open).
     """
-    entries, data_start = _read(path)
-    out = {}
-    try:
-        with path.open("rb") as f:
+
+    def tensors(f, entries: dict[str, TensorEntry], data_start: int) -> dict[str, torch.Tensor]:
+        out = {}
+        try:
             for key, e in entries.items():
                 f.seek(data_start + e.begin)
                 raw = bytearray(f.read(e.end - e.begin))
@@ -64,36 +65,43 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
                 dtype = TORCH_DTYPES[e.dtype]
                 t = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
                 out[key] = t.reshape(e.shape)
-    except OSError as err:
-        raise InvalidAdapter(f"{path.name} cannot be read ({err.strerror or err})", file=path.name) from None
-    return out
+        except OSError as err:
+            raise InvalidAdapter(f"{path.name} cannot be read ({err.strerror or err})", file=path.name) from None
+        return out
+
+    return _read(path, tensors)[1]
 
 
-def _read(path: Path) -> tuple[dict[str, TensorEntry], int]:
+def _read(path: Path, then=None) -> tuple[dict[str, TensorEntry], object]:
+    """The checked header, and then(open file, entries, data start) while the file is still open (if given)."""
     name = path.name
 
     def bad(what: str, **details) -> InvalidAdapter:
         return InvalidAdapter(f"{name} is not a valid safetensors file: {what}", file=name, **details)
 
     try:
-        size = path.stat().st_size
         with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
             head = f.read(8)
             if len(head) < 8:
                 raise bad(f"it has {size} bytes, fewer than the 8-byte header length")
             (n,) = struct.unpack("<Q", head)
             if n > MAX_HEADER_BYTES or 8 + n > size:
                 raise bad(f"the header claims {n} bytes but the file has {size}")
-            raw = f.read(n)
+            entries = _check(f.read(n), size - 8 - n, bad)
+            return entries, (then(f, entries, 8 + n) if then is not None else None)
     except OSError as e:
         raise bad(f"cannot be read ({e.strerror or e})") from None
+
+
+def _check(raw: bytes, data_bytes: int, bad) -> dict[str, TensorEntry]:
+    """The header's entries, each checked, and their byte ranges covering the data exactly."""
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise bad(f"its header is not JSON ({e})") from None
     if not isinstance(header, dict):
         raise bad("its header is not a JSON object")
-    data_bytes = size - 8 - n
     entries, ranges = {}, []
     for key, spec in header.items():
         if key == "__metadata__":
@@ -112,7 +120,7 @@ def _read(path: Path) -> tuple[dict[str, TensorEntry], int]:
         position = end
     if position != data_bytes:
         raise bad(f"the tensors cover {position} bytes of data but the file holds {data_bytes}")
-    return entries, 8 + n
+    return entries
 
 
 def _entry(key: str, spec, bad) -> tuple[TensorEntry, int, int]:
