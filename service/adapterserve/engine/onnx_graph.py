@@ -23,6 +23,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
+from ..adapters.activations import get_activation
 from ..adapters.batch import AdapterBatch
 from ..adapters.model import LINEAR_SITES, Adapter, BottleneckConfig
 
@@ -33,7 +34,7 @@ GRAPH_CONFIG = BottleneckConfig(
 )
 GRAPH_ACTS = (("relu",), ("swish", "silu"), ("gelu",))  # bn.act's columns, by the names configs use
 ACT_INDEX = {name: i for i, names in enumerate(GRAPH_ACTS) for name in names}
-ACTS = (torch.relu, F.silu, F.gelu)  # the same order, exact gelu (activations.py)
+ACTS = tuple(get_activation(names[0]) for names in GRAPH_ACTS)  # the functions the torch path uses
 
 
 # name -> (LoRA inputs, bottleneck inputs); the order is the order variant() tries them in
