@@ -36,9 +36,13 @@ def measure(backbone_path: str, seconds: float, batch: int, threads: int, n_adap
     adapters = load_adapters(n_adapters, AdapterSpec(cfg.hidden_size, cfg.num_hidden_layers, 16, head_layers=1), bb)
     texts, _ = load_texts(batch * 32, 0)
     rows = tokenize(bb.tokenizer, texts, None, bb.info.max_length, True)
-    rows.sort(key=len)  # batches of similar lengths, as the batcher's bucketing makes them
-    batches = [rows[i : i + batch] for i in range(0, len(rows), batch)]
     rng = random.Random(0)
+    # batches as the batcher makes them under the peers' load: two batches' worth of queued rows, sorted by
+    # length and split (a global sort of the corpus would leave almost no padding, which no server sees)
+    batches = []
+    for i in range(0, len(rows), 2 * batch):
+        pool = sorted(rows[i : i + 2 * batch], key=len)
+        batches += [pool[:batch], pool[batch:]]
     order = {id(a): i for i, a in enumerate(adapters)}
     mixes = {
         "embeddings": lambda b: [None] * len(b),
@@ -55,7 +59,7 @@ def measure(backbone_path: str, seconds: float, batch: int, threads: int, n_adap
             with torch.inference_mode():
                 hidden, pooled = runtime.encode(ids, mask, types, plan)
                 plan.heads(hidden, pooled)
-            return hidden
+            return hidden[mask.bool()]  # the real tokens (the onnx graph leaves zeros at the padding)
 
         return fn
 
@@ -101,7 +105,8 @@ if __name__ == "__main__":
 
 def render(r: dict) -> list[str]:
     out = [
-        f"Pre-tokenized batches of {r['batch']} (sorted by length) through each runtime's encode and the heads, "
+        f"Pre-tokenized batches of {r['batch']} (each the shorter or longer half of {2 * r['batch']} sorted rows) "
+        "through each runtime's encode and the heads, "
         f"{r['threads']} thread, interleaved batch by batch (`python -m benchmarks.runtimes`). Other processes used "
         f"{r['others_cpu_cores']} cores meanwhile.",
         "",

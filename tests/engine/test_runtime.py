@@ -82,6 +82,26 @@ def test_int8_graph_runs_and_stays_close_to_fp32(tiny_backbone, tmp_path):
         assert any(n.op_type == "DynamicQuantizeLinear" or n.op_type == "MatMulInteger" for n in model.graph.node)
 
 
+def test_unpad_index_picks_the_real_tokens_and_puts_them_back():
+    import numpy as np
+
+    mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]])
+    tokens, slots = onnx_graph.unpad_index(mask)
+    assert tokens.tolist() == [0, 1, 2, 4, 5]  # flat positions of the real tokens
+    assert slots.tolist() == [0, 1, 2, 0, 3, 4, 0, 0]  # padding: token 0, masked or dropped in the graph
+    flat = np.arange(8.0) + 1
+    assert flat[tokens][slots].tolist() == [1, 2, 3, 1, 5, 6, 1, 1]
+
+
+def test_onnx_pads_cost_attention_only(tiny_backbone, tmp_path):
+    onnx = rt.make_runtime("onnx", tiny_backbone, cache=str(tmp_path))
+    torch_rt = rt.make_runtime("torch", tiny_backbone)
+    cfg = tiny_backbone.model.config
+    assert torch_rt.pad_cost(32) == 1.0
+    assert onnx.pad_cost(32) == pytest.approx(32 / (2 * cfg.hidden_size + cfg.intermediate_size + 32))
+    assert onnx.pad_cost(8) < onnx.pad_cost(512) < 1.0  # attention's share grows with the padded length
+
+
 def test_export_cache_key_follows_the_backbone_files(tmp_path):
     copy = tmp_path / "bb"
     shutil.copytree(TINY, copy)
@@ -110,7 +130,9 @@ def test_onnx_packs_each_adapter_once_and_forgets_it_with_the_adapter(tiny_backb
         again, _ = runtime.encode(ids, mask, types, plan)
         want, _ = tiny_backbone.encode(ids, mask, types, plan)
     assert len(calls) == 1 and runtime.by_graph["bn"] == 2  # packed once, reused by the second batch
-    assert torch.equal(first, again) and torch.allclose(first, want, atol=1e-4)
+    real = mask.bool()
+    assert torch.equal(first, again) and torch.allclose(first[real], want[real], atol=1e-4)
+    assert not first[~real].any()  # the unpadded graph leaves zeros at the padding, which nothing reads
     assert len(runtime._packs) == 1
     del adapter, plan
     gc.collect()

@@ -18,6 +18,7 @@ any. Which variant never depends on which adapters exist, only on the kinds of s
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import torch
@@ -41,8 +42,12 @@ ACTS = tuple(get_activation(names[0]) for names in GRAPH_ACTS)  # the functions 
 VARIANTS: dict[str, tuple[bool, bool]] = {"plain": (False, False), "bn": (False, True), "delta": (True, True)}
 
 
+BASE_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "tokens", "slots")  # every variant's first inputs
+BASE = len(BASE_INPUTS)
+
+
 def input_names(layers: int, lora: bool = True, bn: bool = True) -> list[str]:
-    names = ["input_ids", "attention_mask", "token_type_ids"]
+    names = list(BASE_INPUTS)
     if bn and layers:
         names += ["bn.pre", "bn.act"]
     for i in range(layers):
@@ -65,13 +70,21 @@ def variant(plan: AdapterBatch) -> str:
 
 class DeltaEncoder(torch.nn.Module):
     """Backbone.encode with dense per-row adapter inputs: LoRA pairs if `lora`, bottlenecks if `bn` (neither: the
-    plain encoder, no extra inputs)."""
+    plain encoder, no extra inputs).
+
+    The token-wise work (every linear layer, LayerNorm and the FFN: nearly all of the FLOPs) runs on the batch's
+    real tokens only, [N, H] with N = mask.sum(), not on [B, T, H] with its padding. Two index inputs move between
+    the layouts (see unpad_index): `tokens` [N] picks the real tokens out of the flattened padded batch, and
+    `slots` [B*T] puts them back. Attention and the per-row adapter matmuls need rows, so their inputs are put back
+    into [B, T, .] and their outputs taken out again. A padding slot holds a copy of the first token: attention
+    masks it as a key, and what lands at a padding position is dropped when the real tokens are taken out.
+    """
 
     def __init__(self, backbone, lora: bool, bn: bool):
         super().__init__()
         self.m, self.bb, self.lora, self.bn = backbone.model, backbone, lora, bn
 
-    def forward(self, ids, mask, types, *w):
+    def forward(self, ids, mask, types, tokens, slots, *w):
         m, act = self.m, self.bb._act
         x = m.embeddings(input_ids=ids, token_type_ids=types)
         if self.bb._project is not None:  # ELECTRA with embedding_size != hidden_size (Backbone.encode does too)
@@ -80,7 +93,17 @@ class DeltaEncoder(torch.nn.Module):
         H = self.bb.info.hidden_size  # a constant in the graph (LayerNorm's shape must be one)
         nh = self.bb._heads
         hd = H // nh
-        key_mask = mask.bool()[:, None, None, :]
+        # added to the attention scores, once for all layers: 0 for a real key, a large negative for padding
+        key_bias = (1.0 - mask.to(x.dtype))[:, None, None, :] * torch.finfo(x.dtype).min
+        scale = 1.0 / math.sqrt(hd)
+
+        def rows(t):  # [N, C] -> [B, T, C]; the padding gets a copy of some real token, which nothing keeps
+            return t.index_select(0, slots).view(B, T, t.shape[1])
+
+        def real(t):  # [B, T, C] -> [N, C]
+            return t.reshape(B * T, t.shape[2]).index_select(0, tokens)
+
+        x = real(x)
         k = 0
         if self.bn:
             pre, onehot = w[0].view(B, 1, 1), w[1]
@@ -99,10 +122,11 @@ class DeltaEncoder(torch.nn.Module):
                     k += 4
 
             def lin(inp, mod, site, lo=lo):
-                y = F.linear(inp, mod.weight, mod.bias)
+                # MatMul + Add, not the Gemm a 2-D F.linear exports to: int8 quantization converts MatMuls only
+                y = torch.matmul(inp, mod.weight.t()) + mod.bias
                 if site in lo:
                     a, b = lo[site]
-                    y = y + torch.matmul(torch.matmul(inp, a), b)
+                    y = y + real(torch.matmul(torch.matmul(rows(inp), a), b))
                 return y
 
             def sub(h, inp, norm, site, bn=bn):
@@ -111,20 +135,40 @@ class DeltaEncoder(torch.nn.Module):
                 if site not in bn:
                     return base
                 dw, db, uw, ub = bn[site]
-                u = torch.matmul(pre * base + (1 - pre) * h, dw) + db.unsqueeze(1)
+                hr = rows(h)
+                u = torch.matmul(pre * rows(base) + (1 - pre) * hr, dw) + db.unsqueeze(1)
                 z = sum(a * f(u) for a, f in zip(acts, ACTS))
-                return ln(torch.matmul(z, uw) + ub.unsqueeze(1) + h + inp)
+                return ln(real(torch.matmul(z, uw) + ub.unsqueeze(1) + hr) + inp)
 
             att = layer.attention
-            q, kk, v = (
-                lin(x, getattr(att.self, n), f"attention.self.{n}").view(B, T, nh, hd).transpose(1, 2)
-                for n in ("query", "key", "value")
-            )
-            ctx = F.scaled_dot_product_attention(q, kk, v, attn_mask=key_mask).transpose(1, 2).reshape(B, T, H)
+            mods = [getattr(att.self, n) for n in ("query", "key", "value")]
+            # one Gemm for the three projections (the weights' concatenation is folded into one constant)
+            wqkv = torch.cat([mo.weight for mo in mods]).t()
+            qkv = rows(torch.matmul(x, wqkv) + torch.cat([mo.bias for mo in mods]))
+            deltas = [lo.get(f"attention.self.{n}") for n in ("query", "key", "value")]
+            if any(deltas):  # the LoRA variant has all three (zeros where an adapter has none)
+                xr = rows(x)
+                qkv = qkv + torch.cat([torch.matmul(torch.matmul(xr, a), b) for a, b in deltas], dim=2)
+            # one transpose to heads, [3, B, nh, T, hd], and q @ k^T as one fused matmul
+            q, kk, v = qkv.view(B, T, 3, nh, hd).permute(2, 0, 3, 1, 4).unbind(0)
+            probs = torch.softmax(torch.matmul(q, kk.transpose(2, 3)) * scale + key_bias, dim=-1)
+            ctx = real(torch.matmul(probs, v).transpose(1, 2).reshape(B, T, H))
             x = sub(lin(ctx, att.output.dense, "attention.output.dense"), x, att.output.LayerNorm, "mh")
             inter = act(lin(x, layer.intermediate.dense, "intermediate.dense"))
             x = sub(lin(inter, layer.output.dense, "output.dense"), x, layer.output.LayerNorm, "output")
-        return x
+        return rows(x) * mask.unsqueeze(-1).to(x.dtype)  # zeros at the padding
+
+
+def unpad_index(mask):
+    """The graph's `tokens` and `slots` inputs for an attention mask [B, T] (numpy): the flat positions of the real
+    tokens, and for each flat position its token's index (0, any real token, for padding)."""
+    import numpy as np
+
+    flat = mask.reshape(-1) != 0
+    tokens = np.flatnonzero(flat)
+    slots = np.zeros(flat.shape[0], dtype=np.int64)
+    slots[tokens] = np.arange(tokens.shape[0], dtype=np.int64)
+    return tokens.astype(np.int64), slots
 
 
 def in_graph(plan: AdapterBatch) -> bool:

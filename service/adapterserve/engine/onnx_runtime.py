@@ -20,11 +20,22 @@ from pathlib import Path
 import torch
 
 from ..adapters.batch import AdapterBatch
-from .onnx_graph import ACTS, VARIANTS, DeltaEncoder, in_graph, input_names, pack, per_row_inputs, variant
+from .onnx_graph import (
+    ACTS,
+    BASE,
+    VARIANTS,
+    DeltaEncoder,
+    in_graph,
+    input_names,
+    pack,
+    per_row_inputs,
+    unpad_index,
+    variant,
+)
 
 log = logging.getLogger(__name__)
 
-GRAPH_VERSION = "2"  # 2: graph variants; bottleneck input and activation per row (bn.pre, bn.act)
+GRAPH_VERSION = "3"  # 2: graph variants; bottleneck input and activation per row (bn.pre, bn.act). 3: unpadded
 
 
 def cache_root(folder: str = "") -> Path:
@@ -59,10 +70,11 @@ def export(backbone, folder: Path) -> dict[str, Path]:
         if path.is_file():
             continue
         names = input_names(L, lora, bn)
-        args = [ids, mask, types]
-        dyn = {n: {0: "batch", 1: "tokens"} for n in names[:3]}
+        tokens, slots = (torch.from_numpy(t) for t in unpad_index(mask.numpy()))
+        args = [ids, mask, types, tokens, slots]
+        dyn = {n: {0: "batch", 1: "tokens"} for n in names[:3]} | {"tokens": {0: "real"}, "slots": {0: "flat"}}
         if lora or bn:
-            for n in names[3:]:
+            for n in names[BASE:]:
                 if n in ("bn.pre", "bn.act"):  # per row: [B] and [B, len(ACTS)]
                     args.append(torch.ones(2) if n == "bn.pre" else torch.eye(len(ACTS))[[0, 1]])
                     dyn[n] = {0: "batch"}
@@ -192,7 +204,7 @@ class OnnxRuntime:
         self.paths = export(backbone, folder)
         if int8:
             self.paths = quantize(self.paths, cfg.intermediate_size)
-        self._layers, self._hidden = cfg.num_hidden_layers, cfg.hidden_size
+        self._layers, self._hidden, self._inter = cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size
         self._widths = _widths(cfg.hidden_size, cfg.intermediate_size)
         self._names = {v: input_names(self._layers, *sites) for v, sites in VARIANTS.items()}
         self._sessions: dict = {}
@@ -223,6 +235,11 @@ class OnnxRuntime:
                     self._sessions[name] = session
         return session
 
+    def pad_cost(self, tokens: int) -> float:
+        """The graph runs the linear layers on the real tokens only (onnx_graph.DeltaEncoder): a padding position
+        costs its attention, 2*T*H multiply-adds per layer, against 4*H*H + 2*H*I + 2*T*H for a real token."""
+        return tokens / (2 * self._hidden + self._inter + tokens)
+
     def _pack(self, adapter) -> dict:
         """onnx_graph.pack(adapter), kept while the adapter lives (snapshots are immutable; a new version is a new
         object). Mostly views of its weights, so the cache costs little memory; it saves re-slicing every
@@ -240,7 +257,9 @@ class OnnxRuntime:
         if not in_graph(adapters):
             self.torch_batches += 1
             return self.backbone.encode(ids, mask, types, adapters=adapters)
+        tokens, slots = unpad_index(mask.numpy())
         feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
+        feed |= {"tokens": tokens, "slots": slots}
         graph = variant(adapters)
         self.by_graph[graph] += 1
         if graph != "plain":
@@ -248,7 +267,7 @@ class OnnxRuntime:
             tensors = per_row_inputs(
                 adapters, self._layers, self._hidden, self._widths, torch.float32, lora, bn, self._pack
             )
-            feed.update({n: t.contiguous().numpy() for n, t in zip(self._names[graph][3:], tensors)})
+            feed.update({n: t.contiguous().numpy() for n, t in zip(self._names[graph][BASE:], tensors)})
         (hidden,) = self._session(graph).run(None, feed)
         hidden = torch.from_numpy(hidden)
         pooled = None

@@ -87,12 +87,15 @@ def run_rows(
     return out, stats
 
 
-def split_by_length(lengths: list[int], overhead_tokens: int) -> list[tuple[int, int]]:
+def split_by_length(lengths: list[int], overhead_tokens: int, pad_cost=None) -> list[tuple[int, int]]:
     """Cut length-sorted rows into runs: a run closes when growing it would pad more tokens than
-    running another sub-batch costs (`overhead_tokens`, the fixed cost of one backbone pass)."""
+    running another sub-batch costs (`overhead_tokens`, the fixed cost of one backbone pass).
+    `pad_cost(T)`: what a padding position costs next to a real token in a pass padded to T (the runtime's;
+    1 when a pass costs its padded tokens, far less when only attention sees the padding)."""
     runs, start = [], 0
     for j in range(1, len(lengths)):
-        if (lengths[j] - lengths[j - 1]) * (j - start) > overhead_tokens:
+        padding = (lengths[j] - lengths[j - 1]) * (j - start)
+        if padding and padding * (1.0 if pad_cost is None else pad_cost(lengths[j])) > overhead_tokens:
             runs.append((start, j))
             start = j
     runs.append((start, len(lengths)))
@@ -109,8 +112,9 @@ def run_items(
 
     Rows are sorted by length and, where the padding saved is worth another backbone pass, run as
     several sub-batches of similar length (on a CPU a pass costs little beyond its tokens, so this
-    cuts the padding of a mixed-length batch; on a GPU `split_overhead_tokens` is large and it rarely
-    splits). Within a sub-batch rows are grouped by adapter, one segment each.
+    cuts the padding of a mixed-length batch; the onnx runtime computes only attention on the padding,
+    so it splits only where long rows would pad many short ones; on a GPU it never splits). Within a
+    sub-batch rows are grouped by adapter, one segment each.
     """
     snapshots = [item.adapter for item in items if item.adapter is not None]
     snapshots += [snap for item in items for _, snap in item.row_adapters or ()]
@@ -139,7 +143,7 @@ def _run_placed(backbone: Backbone, items, placed: dict, on_stats, split_overhea
             keys.extend([(item.key, group.setdefault(id(adapter), len(group)))] * n)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     runs = (
-        split_by_length([len(rows[i]) for i in order], split_overhead_tokens)
+        split_by_length([len(rows[i]) for i in order], split_overhead_tokens, backbone.runtime.pad_cost)
         if split_overhead_tokens
         else [(0, len(order))]
     )

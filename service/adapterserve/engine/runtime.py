@@ -5,7 +5,8 @@
   whose extra inputs carry per-row adapter weights, so mixed batches run in one graph call and adapters come and go
   without a new export. Batches with something the graph cannot express run on the torch path.
 
-Every runtime takes the same `AdapterBatch` and answers (hidden [B, T, H], pooled [B, H] or None).
+Every runtime takes the same `AdapterBatch` and answers (hidden [B, T, H], pooled [B, H] or None), and says what a
+padding position costs next to a real token (`pad_cost`), which decides when the runner cuts a batch by length.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ class TorchRuntime:
                 "ADAPTERSERVE_DTYPE=int8 runs on the onnx runtime; set ADAPTERSERVE_RUNTIME=onnx or auto"
             )
         self.backbone = backbone
+
+    def pad_cost(self, tokens: int) -> float:
+        """A padding position costs what a real token does: eager runs every layer on [B, T, H]."""
+        return 1.0
 
     def encode(self, ids, mask, types, adapters: AdapterBatch):
         return self.backbone.encode(ids, mask, types, adapters=adapters)
