@@ -65,6 +65,7 @@ class Config:
         default_factory=lambda: ["bare", "mixed", "mixed_torch", "per_adapter", "naive", "runtimes", "peers"]
     )
     peer_concurrency: int = 32  # infinity-emb vs our /v1/embeddings: one text per request, 32 connections
+    peer_windows: int = 2  # measured windows per peer server; the best counts
     peer_runtimes: list[str] = field(default_factory=lambda: ["torch", "onnx", "int8"])  # int8: onnx + DTYPE=int8
     prototype: bool = True
     quick: bool = False
@@ -88,6 +89,7 @@ def make_config(args) -> Config:
     if args.quick:
         cfg.quick = True
         cfg.duration, cfg.warmup = 3.0, 1.0
+        cfg.peer_windows = 1
         cfg.adapter_counts = [1, 8, 64] if args.device != "cuda" else [1, 100]
         cfg.dists = ["uniform", "zipf"]
         cfg.open_loop_fractions = [0.5]

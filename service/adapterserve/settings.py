@@ -103,6 +103,13 @@ class Settings(BaseSettings):
         "when a batch is cut into sub-batches of similar length; -1 = auto "
         "(16 on CPU; 0 = never split, the CUDA default)",
     )
+    pass_tokens: int = Field(
+        -1,
+        ge=-1,
+        description="real tokens per backbone pass at most: a larger batch runs as several passes; -1 = auto "
+        "(512 on CPU, where passes of a few hundred tokens computed the most tokens per second; 0 = no limit, "
+        "the CUDA default)",
+    )
 
     inference_workers: int = Field(
         0, ge=0, description="batches computed at once, one inference thread each; 0 = auto (2 on CPU, 1 on CUDA)"

@@ -107,8 +107,11 @@ def build_state(
     split = settings.split_overhead_tokens
     if split < 0:
         split = 16 if backbone.device.type == "cpu" else 0
+    pass_tokens = settings.pass_tokens
+    if pass_tokens < 0:
+        pass_tokens = 512 if backbone.device.type == "cpu" else 0
     batcher = Batcher(
-        lambda items: run_items(backbone, items, on_stats, split, devices),
+        lambda items: run_items(backbone, items, on_stats, split, devices, pass_tokens),
         config,
         on_batch,
         worker_init=compute_threads(threads),

@@ -25,6 +25,12 @@ def test_split_by_length():
     # cost is 5.1 tokens, under the pass's 8: one pass; at 40 rows of padding after them it is worth a split
     assert split_by_length([5, 5, 6, 40, 41], 8, lambda t: 0.05) == [(0, 5)]
     assert split_by_length([5, 5, 6, 40, 41, 400], 8, lambda t: 0.05) == [(0, 5), (5, 6)]
+    # a pass-size limit cuts a long run into equal parts of real tokens under it, keeping the padding cuts
+    assert split_by_length([30] * 59, 16, lambda t: 0.02, 512) == [(0, 15), (15, 30), (30, 45), (45, 59)]
+    assert split_by_length([20] * 10, 0, None, 100) == [(0, 5), (5, 10)]
+    assert split_by_length([5, 5, 6, 40, 41], 8, None, 1000) == [(0, 3), (3, 5)]
+    assert split_by_length([600, 700], 0, None, 512) == [(0, 1), (1, 2)]  # a row over the limit runs alone
+    assert split_by_length([1, 1, 1, 30], 0, None, 20) == [(0, 3), (3, 4)]  # no part over the limit
 
 
 def test_split_runs_match_one_batch():
@@ -43,8 +49,15 @@ def test_split_runs_match_one_batch():
         whole = run_items(bb, items)
         split = run_items(bb, items, lambda s, sec: stats.append(s), split_overhead_tokens=1)
         assert len(stats) > 1  # really cut into several passes
-        for w_item, s_item in zip(whole, split):
-            for w, s in zip(w_item, s_item):
-                assert w.shape == s.shape and torch.allclose(w, s, atol=1e-5)
+        capped_stats = []
+        capped = run_items(bb, items, lambda s, sec: capped_stats.append(s), pass_tokens=20)
+        assert len(capped_stats) > 1 and all(s.tokens <= 20 or s.rows == 1 for s in capped_stats)
+        for w_item, s_item, c_item in zip(whole, split, capped):
+            for w, s, c in zip(w_item, s_item, c_item):
+                assert (
+                    w.shape == s.shape == c.shape
+                    and torch.allclose(w, s, atol=1e-5)
+                    and torch.allclose(w, c, atol=1e-5)
+                )
     finally:
         loop.close()
