@@ -11,6 +11,8 @@ Two per-row inputs say which: `bn.pre` (1: x = LN(h + inp), 0: x = h) and `bn.ac
 graph computes each activation and keeps the row's, a multiply by exactly 1 or 0). Anything else (other bottleneck
 options, bias sites, the pooler's or embeddings' sites, other kinds) runs on torch.
 
+The token-wise work runs on the real tokens only (DeltaEncoder's docstring); padding costs only attention.
+
 The graph comes in variants by which inputs it has (VARIANTS): a batch runs on the smallest one that covers its
 sites, so a batch of bottleneck adapters does not pay for 36 LoRA sites' zero matmuls, nor an embeddings batch for
 any. Which variant never depends on which adapters exist, only on the kinds of sites the batch uses.
