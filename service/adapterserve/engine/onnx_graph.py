@@ -125,7 +125,8 @@ class DeltaEncoder(torch.nn.Module):
 
             def lin(inp, mod, site, lo=lo):
                 # MatMul + Add, not the Gemm a 2-D F.linear exports to: int8 quantization converts MatMuls only
-                y = torch.matmul(inp, mod.weight.t()) + mod.bias
+                y = torch.matmul(inp, mod.weight.t())
+                y = y if mod.bias is None else y + mod.bias
                 if site in lo:
                     a, b = lo[site]
                     y = y + real(torch.matmul(torch.matmul(rows(inp), a), b))
@@ -146,7 +147,10 @@ class DeltaEncoder(torch.nn.Module):
             mods = [getattr(att.self, n) for n in ("query", "key", "value")]
             # one Gemm for the three projections (the weights' concatenation is folded into one constant)
             wqkv = torch.cat([mo.weight for mo in mods]).t()
-            qkv = rows(torch.matmul(x, wqkv) + torch.cat([mo.bias for mo in mods]))
+            qkv = torch.matmul(x, wqkv)
+            if mods[0].bias is not None:
+                qkv = qkv + torch.cat([mo.bias for mo in mods])
+            qkv = rows(qkv)
             deltas = [lo.get(f"attention.self.{n}") for n in ("query", "key", "value")]
             if any(deltas):  # the LoRA variant has all three (zeros where an adapter has none)
                 xr = rows(x)
