@@ -49,6 +49,9 @@ def test_split_runs_match_one_batch():
         whole = run_items(bb, items)
         split = run_items(bb, items, lambda s, sec: stats.append(s), split_overhead_tokens=1)
         assert len(stats) > 1  # really cut into several passes
+        unsplit_stats = []  # SPLIT_OVERHEAD_TOKENS=0 never splits for padding, with a pass limit or without
+        run_items(bb, items, lambda s, sec: unsplit_stats.append(s), split_overhead_tokens=0, pass_tokens=10**6)
+        assert len(unsplit_stats) == 1
         capped_stats = []
         capped = run_items(bb, items, lambda s, sec: capped_stats.append(s), pass_tokens=20)
         assert len(capped_stats) > 1 and all(s.tokens <= 20 or s.rows == 1 for s in capped_stats)

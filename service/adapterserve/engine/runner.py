@@ -8,6 +8,7 @@ adapter rows, pooled sentence embeddings for rows without an adapter).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -88,7 +89,7 @@ def run_rows(
 
 
 def split_by_length(
-    lengths: list[int], overhead_tokens: int, pad_cost=None, pass_tokens: int = 0
+    lengths: list[int], overhead_tokens: float, pad_cost=None, pass_tokens: int = 0
 ) -> list[tuple[int, int]]:
     """Cut length-sorted rows into runs: a run closes when growing it would pad more tokens than
     running another sub-batch costs (`overhead_tokens`, the fixed cost of one backbone pass).
@@ -164,8 +165,10 @@ def _run_placed(backbone: Backbone, items, placed: dict, on_stats, split_overhea
             adapters.extend([adapter] * n)
             keys.extend([(item.key, group.setdefault(id(adapter), len(group)))] * n)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    # split_overhead_tokens 0 means never cut for padding (the setting's meaning), not "cut at every length"
+    overhead = split_overhead_tokens or math.inf
     runs = (
-        split_by_length([len(rows[i]) for i in order], split_overhead_tokens, backbone.runtime.pad_cost, pass_tokens)
+        split_by_length([len(rows[i]) for i in order], overhead, backbone.runtime.pad_cost, pass_tokens)
         if split_overhead_tokens or pass_tokens
         else [(0, len(order))]
     )
