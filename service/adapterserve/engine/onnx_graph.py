@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -168,8 +169,6 @@ class DeltaEncoder(torch.nn.Module):
 def unpad_index(mask):
     """The graph's `tokens` and `slots` inputs for an attention mask [B, T] (numpy): the flat positions of the real
     tokens, and for each flat position its token's index (0, any real token, for padding)."""
-    import numpy as np
-
     flat = mask.reshape(-1) != 0
     tokens = np.flatnonzero(flat)
     slots = np.zeros(flat.shape[0], dtype=np.int64)

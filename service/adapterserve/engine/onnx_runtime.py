@@ -257,8 +257,9 @@ class OnnxRuntime:
         if not in_graph(adapters):
             self.torch_batches += 1
             return self.backbone.encode(ids, mask, types, adapters=adapters)
-        tokens, slots = unpad_index(mask.numpy())
-        feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
+        m = mask.numpy()
+        tokens, slots = unpad_index(m)
+        feed = {"input_ids": ids.numpy(), "attention_mask": m, "token_type_ids": types.numpy()}
         feed |= {"tokens": tokens, "slots": slots}
         graph = variant(adapters)
         self.by_graph[graph] += 1

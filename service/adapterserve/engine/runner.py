@@ -108,7 +108,8 @@ def split_by_length(
         return runs
     out = []
     for a, b in runs:
-        target = sum(lengths[a:b]) / -(-sum(lengths[a:b]) // pass_tokens)  # equal parts, each under the limit
+        total = sum(lengths[a:b])
+        target = total / -(-total // pass_tokens)  # equal parts, each under the limit
         cut, run = a, 0
         for j in range(a, b):
             if j > cut and (run + lengths[j] > pass_tokens or run >= target):
