@@ -598,7 +598,8 @@ def render(results: dict) -> str:
         f"answered; {cfg['warmup']:g} s warm-up, then {cfg['duration']:g} s measured per phase; throughput counts "
         "whole batches (from the end of the first burst of answers in the window to the end of the last). "
         "Every multi-adapter phase sits between two single-adapter phases and its ratio uses their mean, so "
-        "drift cancels. Open loop: Poisson arrivals at a fixed rate, latency from the scheduled send time. "
+        "drift cancels. Open loop: Poisson arrivals at a fixed rate, latency from the scheduled send time, "
+        f"{cfg.get('open_duration', cfg['duration']):g} s measured per rate. "
         "Every adapter of a phase is loaded (one request each) before it starts. Batch statistics come from the "
         "server's /metrics histograms scraped at the window's edges; peak RSS is sampled every 0.25 s.",
         "",

@@ -51,6 +51,9 @@ class Config:
     reduction_factor: float = 16
     open_loop_fractions: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
     open_loop_adapters: int = 64
+    # Seconds per open-loop rate: a p99 rests on its slowest 1%, and 14 s at half the peak left about 14 answers
+    # there, so one queueing burst more or less moved it by half (docs/runtimes.md, the p99 section).
+    open_duration: float = 42.0
     idle_requests: int = 100
     cold_adapters: int = 5
     cold_bytes: int = 4 * 1024 * 1024
@@ -93,12 +96,21 @@ def make_config(args) -> Config:
         cfg.adapter_counts = [1, 8, 64] if args.device != "cuda" else [1, 100]
         cfg.dists = ["uniform", "zipf"]
         cfg.open_loop_fractions = [0.5]
+        cfg.open_duration = 3.0
         cfg.idle_requests = 30
         cfg.cold_adapters = 2
         cfg.naive_tasks = [1, 2]
         cfg.extra_concurrency = []
         cfg.prototype = False
-    for name in ("duration", "warmup", "concurrency", "inputs_per_request", "max_batch_size", "max_length"):
+    for name in (
+        "duration",
+        "open_duration",
+        "warmup",
+        "concurrency",
+        "inputs_per_request",
+        "max_batch_size",
+        "max_length",
+    ):
         v = getattr(args, name, None)
         if v is not None:
             setattr(cfg, name, v)
@@ -523,7 +535,7 @@ def service_suite(
                         server.url,
                         reqs,
                         peak * frac,
-                        cfg.duration,
+                        cfg.open_duration,
                         cfg.warmup,
                         seed=cfg.seed,
                         server_pid=server.pid,
@@ -670,6 +682,7 @@ def parse_args(argv=None):
         help="subset of bare,mixed,mixed_torch,per_adapter,naive,runtimes,peers (default: all)",
     )
     p.add_argument("--duration", type=float, default=None, help="seconds measured per phase")
+    p.add_argument("--open-duration", type=float, default=None, help="seconds measured per open-loop rate (default 42)")
     p.add_argument("--warmup", type=float, default=None, help="seconds of unrecorded load before each phase")
     p.add_argument("--concurrency", type=int, default=None, help="closed-loop workers")
     p.add_argument("--inputs-per-request", type=int, default=None)

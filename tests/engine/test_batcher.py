@@ -286,6 +286,28 @@ async def test_rows_queued_at_once_are_shared_by_the_idle_workers():
 
 
 @pytest.mark.asyncio
+async def test_a_free_worker_takes_its_share_of_a_burst_while_the_other_is_busy():
+    """Six rows arrive while one worker is busy: the free worker takes three and leaves three for the next worker
+    to free up, since on a CPU a batch of six costs as much as two of three and its first rows would wait for
+    its last. With a 64-row limit the old rule let it take all six."""
+    runner, running, release, started = gated_runner()
+    b = Batcher(runner, BatcherConfig(max_batch_size=64, max_batch_tokens=100_000, max_wait_ms=0, workers=2))
+    b.start()
+    first = item(key="a")
+    b.submit(first)
+    assert await asyncio.to_thread(started.acquire, True, 5)
+    burst = [item(key=f"k{i}") for i in range(6)]
+    for i in burst:
+        b.submit(i)
+    assert await asyncio.to_thread(started.acquire, True, 5)
+    assert running == [1, 3] and b.busy_workers == 2 and b.queued_requests == 3
+    release.set()
+    await asyncio.gather(first.future, *(i.future for i in burst))
+    assert sum(running) == 7 and b.busy_workers == 0
+    await b.stop()
+
+
+@pytest.mark.asyncio
 async def test_a_failing_batch_fails_its_callers_and_the_batcher_goes_on():
     calls = []
 

@@ -10,8 +10,8 @@
 - Rows of different adapters share a batch ("mixed"); "per_adapter" keeps one adapter per batch.
 - `workers` batches run at once, each on its own inference thread; a worker that frees up takes the next
   batch from everything queued meanwhile (on a small CPU, two single-threaded workers out-run one
-  two-threaded worker at every batch size; docs/benchmarks.md, "Inference workers"). With several workers
-  idle, each batch takes its share of the queue, so that none stays idle while rows wait (`_share`).
+  two-threaded worker at every batch size; docs/benchmarks.md, "Inference workers"). A batch takes at most
+  its share of the queued rows among all the workers (`_share`), so that none stays idle while rows wait.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class Batcher:
             max_workers=self._workers, thread_name_prefix="adapterserve-infer", initializer=worker_init
         )
         self._stopping = False
+        self._dispatched_now = 0  # rows dispatched since the loop last waited: one burst's shares (`_share`)
 
     # ---- called from request handlers (same event loop) ------------------------------------------------
     def submit(self, item: WorkItem) -> asyncio.Future:
@@ -126,6 +127,7 @@ class Batcher:
         while True:
             if self.busy_workers >= self._workers or (not self._inbox and not self._ring):
                 self._wake.clear()
+                self._dispatched_now = 0
                 await self._wake.wait()  # new work, or a worker freed up
                 continue
             self._accept()
@@ -138,6 +140,7 @@ class Batcher:
         wait = time.monotonic() - min(i.enqueued for i in batch)
         self.busy_workers += 1
         self.in_flight += len(batch)
+        self._dispatched_now += sum(len(i.rows) for i in batch)
         done = asyncio.get_running_loop().run_in_executor(self._worker, self._run_batch, batch)
         done.add_done_callback(lambda f: self._finish(batch, wait, f))
 
@@ -185,6 +188,7 @@ class Batcher:
             if rows >= c.max_batch_size or tokens >= c.max_batch_tokens or remaining <= 0 or self._stopping:
                 return
             self._wake.clear()
+            self._dispatched_now = 0
             try:
                 await asyncio.wait_for(self._wake.wait(), remaining)
             except asyncio.TimeoutError:
@@ -197,12 +201,14 @@ class Batcher:
             item.future.exception()  # retrieved: the caller may be gone
 
     def _share(self) -> BatcherConfig:
-        """The budget of the next batch. With several workers idle, a batch takes only its share of the queued
-        rows: rows queued at once (a closed-loop client's next requests, all sent when a batch answers) then run
-        on every idle worker. One worker taking them all would leave the others idle for as long as the clients
-        keep in step, which they do: 32 clients with a 64-row batch limit kept one of two workers busy."""
-        idle = self._workers - self.busy_workers
-        share = -(-self.queued_rows // idle) if idle > 1 else self.config.max_batch_size
+        """The budget of the next batch: at most its share of the queued rows among all the workers, busy or idle.
+        A CPU pass costs in proportion to its tokens beyond a few rows, so a bigger batch computes no faster, and
+        its first rows wait for its last while the rest could run on the next worker to free up: in a burst at
+        half load, a free worker that took all six queued rows made the sixth wait for all six. Rows queued at
+        once and dispatched in one go (a closed-loop client's next round, while several workers are idle) count
+        as one queue, so each idle worker takes an equal share of them. With a deep queue (the closed-loop peak)
+        the share is over the batch limit and changes nothing; with one worker (CUDA) it is the whole queue."""
+        share = -(-(self.queued_rows + self._dispatched_now) // self._workers)
         if share >= self.config.max_batch_size:
             return self.config
         return replace(self.config, max_batch_size=max(1, share))

@@ -19,11 +19,14 @@ def rank_labels(
 ) -> list[dict]:
     """Labels best first. `function` (softmax, sigmoid, none) overrides the task's own scores, as the
     Hugging Face `function_to_apply` parameter does."""
-    values = tasks.get(task).scores(logits) if function is None else SCORE_FUNCTIONS[function](logits)
-    order = torch.argsort(values, descending=True).tolist()
+    scores = tasks.get(task).scores(logits) if function is None else SCORE_FUNCTIONS[function](logits)
+    # Ranked in Python, not with torch.argsort: this runs on the event loop, and a torch op releases the GIL, so
+    # under load the loop waited for an inference thread to hand it back (argsort: 0.16 ms a call, 5 us alone).
+    values = scores.tolist()
+    order = sorted(range(len(values)), key=values.__getitem__, reverse=True)
     if top_k is not None:
         order = order[:top_k]
-    return [{"label": labels[i], "score": float(values[i])} for i in order]
+    return [{"label": labels[i], "score": values[i]} for i in order]
 
 
 # Tagging follows transformers' TokenClassificationPipeline (postprocess, aggregate, group_entities), so Hugging
