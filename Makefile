@@ -35,7 +35,9 @@ FAST := not slow and not s3 and not minilm and not reference
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider -m "$(FAST)"
 
+# The peers' side venv (infinity-emb) and their ONNX exports are built on first use (PyPI; minutes), then reused.
 bench: $(STAMP)
+	$(PY) -m benchmarks.peers --setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m benchmarks.run --out docs/benchmarks.md
 
 # Regenerates tests/fixtures/golden with the reference libraries in the side envs of tests/fixtures/ref_envs.sh.
