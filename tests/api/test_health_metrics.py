@@ -1,3 +1,7 @@
+import threading
+import time
+
+
 def test_live_and_ready(client):
     assert client.get("/health/live").json() == {"status": "alive"}
     r = client.get("/health/ready")
@@ -97,3 +101,28 @@ def test_route_labels_come_from_the_matched_route(client):
         'adapter="none",route="classify",status="405"',
     ):
         assert series in text, series
+
+
+def test_a_slow_metrics_render_does_not_stall_other_requests(client):
+    """The exposition is pure Python and grows with the adapters: it renders off the event loop, so a scrape
+    under load does not hold every other request for its length."""
+    metrics = client.app.state.adapterserve.metrics
+    render = metrics.render
+    rendering = threading.Event()
+
+    def slow_render():
+        rendering.set()
+        time.sleep(1.0)  # blocks its thread, as a long render does
+        return render()
+
+    metrics.render = slow_render
+    scrape = {}
+    t = threading.Thread(target=lambda: scrape.update(r=client.get("/metrics")))
+    t.start()
+    assert rendering.wait(5)
+    started = time.monotonic()
+    assert client.get("/health/live").status_code == 200
+    took = time.monotonic() - started
+    t.join(10)
+    assert scrape["r"].status_code == 200 and "adapterserve_requests_total" in scrape["r"].text
+    assert took < 0.5, f"/health/live waited {took:.2f}s for a /metrics render"

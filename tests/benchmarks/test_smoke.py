@@ -14,7 +14,15 @@ from benchmarks.adapters import AdapterSpec, adapter_names, build_store, write_a
 from benchmarks.corpus import load_texts, long_texts
 from benchmarks.report import render, summary_table, targets
 from benchmarks.run import Config, batch_stats, cold_spec, phase_record
-from benchmarks.server import Histogram, adapterserve_process, free_port, histogram, parse_metrics, proc_status
+from benchmarks.server import (
+    Histogram,
+    adapterserve_process,
+    cpu_seconds,
+    free_port,
+    histogram,
+    parse_metrics,
+    proc_status,
+)
 
 from ..conftest import TINY
 
@@ -99,6 +107,17 @@ def test_proc_status_reads_this_process():
 
     mem = proc_status(os.getpid())
     assert mem.get("VmRSS", 0) > 0 and mem.get("VmHWM", 0) >= mem["VmRSS"] // 2
+
+
+def test_cpu_seconds_reads_a_process_from_proc_without_psutil(monkeypatch):
+    import os
+    import sys
+
+    end = time.process_time() + 0.2
+    while time.process_time() < end:  # burn some CPU, so both readings are well above a clock tick
+        pass
+    monkeypatch.setitem(sys.modules, "psutil", None)  # an import of psutil would now fail
+    assert abs(cpu_seconds(os.getpid()) - time.process_time()) < 0.1
 
 
 @pytest.fixture
