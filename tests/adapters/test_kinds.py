@@ -10,6 +10,7 @@ from adapterserve.adapters import kinds
 from adapterserve.adapters.batch import AdapterBatch, Segment
 from adapterserve.adapters.model import Adapter, Head
 from adapterserve.engine.runner import run_rows
+from adapterserve.engine.runtime import make_runtime
 from adapterserve.engine.tokenize import tokenize
 from adapterserve.formats import load_adapter
 from adapterserve.registry import Registry
@@ -57,6 +58,8 @@ def test_each_kind_enumerates_and_moves_every_tensor(kind, case):
 
 def test_a_batch_calls_only_the_hooks_of_kinds_its_rows_use(monkeypatch):
     bb = backbone_for("tiny-bert")
+    # the hooks are the torch runtime's: a test that built a server state on the shared backbone left onnx there
+    monkeypatch.setattr(bb, "runtime", make_runtime("torch", bb))
     lora = load_adapter(GOLDEN / "peft_lora_list" / "adapter", bb.shape)
     called: dict[str, int] = {}
 

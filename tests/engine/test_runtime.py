@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from adapterserve.adapters.batch import AdapterBatch
-from adapterserve.engine import onnx_graph
+from adapterserve.engine import onnx_graph, onnx_inputs
 from adapterserve.engine import runtime as rt
 from adapterserve.engine.backbone import resolve_dtype
 from adapterserve.engine.onnx_runtime import backbone_key
@@ -121,7 +121,7 @@ def test_onnx_packs_each_adapter_once_and_forgets_it_with_the_adapter(tiny_backb
 
     runtime = rt.make_runtime("onnx", tiny_backbone, cache=str(tmp_path))
     calls = []
-    monkeypatch.setattr(onnx_runtime, "pack", lambda a: calls.append(id(a)) or onnx_graph.pack(a))
+    monkeypatch.setattr(onnx_runtime, "pack", lambda a: calls.append(id(a)) or onnx_inputs.pack(a))
     adapter = load_adapter(golden("ah_seq_bn")[0], tiny_backbone.shape)
     ids, mask, types = _two_rows(tiny_backbone)
     plan = AdapterBatch.from_row_adapters([adapter, None])
@@ -137,6 +137,39 @@ def test_onnx_packs_each_adapter_once_and_forgets_it_with_the_adapter(tiny_backb
     del adapter, plan
     gc.collect()
     assert runtime._packs == {}  # a dropped adapter (an evicted or replaced version) leaves nothing behind
+
+
+def test_a_batch_of_one_adapter_runs_its_weights_as_stored_on_the_one_adapter_graph(tiny_backbone, tmp_path):
+    """Every row with one adapter: the "1" variant, fed the adapter's own weight tensors (no copy per batch, none
+    kept beyond the pack), with the per-row graph's results; rows of two adapters go back to the per-row graph."""
+    import numpy as np
+
+    from adapterserve.formats import load_adapter
+
+    from ..conftest import golden
+
+    runtime = rt.make_runtime("onnx", tiny_backbone, cache=str(tmp_path))
+    bn = load_adapter(golden("ah_seq_bn")[0], tiny_backbone.shape)
+    lora = load_adapter(golden("peft_lora_all_dense")[0], tiny_backbone.shape)
+    ids, mask, types = _two_rows(tiny_backbone)
+    real = mask.bool()
+    for adapter, graph in ((bn, "bn1"), (lora, "delta1")):
+        plan = AdapterBatch.from_row_adapters([adapter, adapter])
+        assert onnx_graph.variant(plan) == graph
+        with torch.inference_mode():
+            got, _ = runtime.encode(ids, mask, types, plan)
+            want, _ = tiny_backbone.encode(ids, mask, types, plan)
+        assert runtime.by_graph[graph] == 1
+        assert torch.allclose(got[real], want[real], atol=1e-4), (got[real] - want[real]).abs().max()
+    feed = runtime._cached(bn)["bn1"]
+    site = bn.bottleneck[(0, "output")]
+    assert np.shares_memory(feed["l0.output.dw"], site.down_weight.numpy())  # the stored tensor itself
+    mixed = AdapterBatch.from_row_adapters([bn, lora])
+    assert onnx_graph.variant(mixed) == "delta"
+    with torch.inference_mode():
+        got, _ = runtime.encode(ids, mask, types, mixed)
+        want, _ = tiny_backbone.encode(ids, mask, types, mixed)
+    assert runtime.by_graph["delta"] == 1 and torch.allclose(got[real], want[real], atol=1e-4)
 
 
 def test_an_unwritable_graph_cache_falls_back_to_torch_with_a_log_line(tiny_backbone, tmp_path, caplog):

@@ -15,7 +15,11 @@ The token-wise work runs on the real tokens only (DeltaEncoder's docstring); pad
 
 The graph comes in variants by which inputs it has (VARIANTS): a batch runs on the smallest one that covers its
 sites, so a batch of bottleneck adapters does not pay for 36 LoRA sites' zero matmuls, nor an embeddings batch for
-any. Which variant never depends on which adapters exist, only on the kinds of sites the batch uses.
+any. A batch whose rows all have one adapter (every one-row pass, and per-adapter traffic) runs on a "1" variant:
+its inputs are that adapter's weights as stored, with no row axis, and its matmuls run on the real tokens like the
+backbone's, with none of the per-row variant's moves into rows and back. Which variant never depends on which
+adapters exist, only on the kinds of sites the batch uses and whether its rows share one adapter. The inputs
+themselves are built in onnx_inputs.py.
 """
 
 from __future__ import annotations
@@ -41,8 +45,14 @@ ACT_INDEX = {name: i for i, names in enumerate(GRAPH_ACTS) for name in names}
 ACTS = tuple(get_activation(names[0]) for names in GRAPH_ACTS)  # the functions the torch path uses
 
 
-# name -> (LoRA inputs, bottleneck inputs); the order is the order variant() tries them in
-VARIANTS: dict[str, tuple[bool, bool]] = {"plain": (False, False), "bn": (False, True), "delta": (True, True)}
+# name -> (LoRA inputs, bottleneck inputs, one adapter for every row: weights without a row axis)
+VARIANTS: dict[str, tuple[bool, bool, bool]] = {
+    "plain": (False, False, False),
+    "bn1": (False, True, True),
+    "bn": (False, True, False),
+    "delta1": (True, True, True),
+    "delta": (True, True, False),
+}
 
 
 BASE_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "tokens", "slots")  # every variant's first inputs
@@ -66,9 +76,9 @@ def variant(plan: AdapterBatch) -> str:
     used = [s.adapter for s in plan.segments if s.adapter is not None]
     if not used:
         return "plain"
-    if any(k[0] >= 0 for a in used for k in a.lora):  # layer LoRA (the pooler's runs on torch after the graph)
-        return "delta"
-    return "bn"
+    # layer LoRA needs the LoRA inputs (the pooler's runs on torch after the graph)
+    name = "delta" if any(k[0] >= 0 for a in used for k in a.lora) else "bn"
+    return name + "1" if len(plan.segments) == 1 else name  # one segment: every row has the one adapter
 
 
 class DeltaEncoder(torch.nn.Module):
@@ -83,9 +93,9 @@ class DeltaEncoder(torch.nn.Module):
     masks it as a key, and what lands at a padding position is dropped when the real tokens are taken out.
     """
 
-    def __init__(self, backbone, lora: bool, bn: bool):
+    def __init__(self, backbone, lora: bool, bn: bool, one: bool = False):
         super().__init__()
-        self.m, self.bb, self.lora, self.bn = backbone.model, backbone, lora, bn
+        self.m, self.bb, self.lora, self.bn, self.one = backbone.model, backbone, lora, bn, one
 
     def forward(self, ids, mask, types, tokens, slots, *w):
         m, act = self.m, self.bb._act
@@ -108,7 +118,10 @@ class DeltaEncoder(torch.nn.Module):
 
         x = real(x)
         k = 0
-        if self.bn:
+        if self.bn and self.one:  # [1] and [len(ACTS)]: the adapter's, for every token
+            pre, acts = w[0], [w[1][j] for j in range(len(ACTS))]
+            k = 2
+        elif self.bn:  # [B] and [B, len(ACTS)]: each row's
             pre, onehot = w[0].view(B, 1, 1), w[1]
             acts = [onehot[:, j].view(B, 1, 1) for j in range(len(ACTS))]
             k = 2
@@ -128,7 +141,10 @@ class DeltaEncoder(torch.nn.Module):
                 # MatMul + Add, not the Gemm a 2-D F.linear exports to: int8 quantization converts MatMuls only
                 y = torch.matmul(inp, mod.weight.t())
                 y = y if mod.bias is None else y + mod.bias
-                if site in lo:
+                if site in lo and self.one:  # a [r, in], b [out, r], as stored: the transposes fuse into the matmuls
+                    a, b = lo[site]
+                    y = y + torch.matmul(torch.matmul(inp, a.t()), b.t())
+                elif site in lo:  # per row: a [B, in, r], b [B, r, out]
                     a, b = lo[site]
                     y = y + real(torch.matmul(torch.matmul(rows(inp), a), b))
                 return y
@@ -139,6 +155,10 @@ class DeltaEncoder(torch.nn.Module):
                 if site not in bn:
                     return base
                 dw, db, uw, ub = bn[site]
+                if self.one:  # dw [r, H], db [r], uw [H, r], ub [H], as stored
+                    u = torch.matmul(pre * base + (1 - pre) * h, dw.t()) + db
+                    z = sum(a * f(u) for a, f in zip(acts, ACTS))
+                    return ln(torch.matmul(z, uw.t()) + ub + h + inp)
                 hr = rows(h)
                 u = torch.matmul(pre * rows(base) + (1 - pre) * hr, dw) + db.unsqueeze(1)
                 z = sum(a * f(u) for a, f in zip(acts, ACTS))
@@ -151,9 +171,11 @@ class DeltaEncoder(torch.nn.Module):
             qkv = torch.matmul(x, wqkv)
             if mods[0].bias is not None:
                 qkv = qkv + torch.cat([mo.bias for mo in mods])
-            qkv = rows(qkv)
             deltas = [lo.get(f"attention.self.{n}") for n in ("query", "key", "value")]
-            if any(deltas):  # the LoRA variant has all three (zeros where an adapter has none)
+            if any(deltas) and self.one:  # the LoRA variants have all three (zeros where an adapter has none)
+                qkv = qkv + torch.cat([torch.matmul(torch.matmul(x, a.t()), b.t()) for a, b in deltas], dim=1)
+            qkv = rows(qkv)
+            if any(deltas) and not self.one:
                 xr = rows(x)
                 qkv = qkv + torch.cat([torch.matmul(torch.matmul(xr, a), b) for a, b in deltas], dim=2)
             # one transpose to heads, [3, B, nh, T, hd], and q @ k^T as one fused matmul
@@ -195,84 +217,3 @@ def in_graph(plan: AdapterBatch) -> bool:
         ):
             return False
     return True
-
-
-def pack(adapter: Adapter) -> dict:
-    """An adapter's graph inputs per site, in the graph's layout (transposed, scale folded in): views of its weights
-    where the scale is 1, so a runtime can keep one per adapter at little cost (OnnxRuntime caches them)."""
-    out: dict = {}
-    for (i, site), lo in adapter.lora.items():
-        if i >= 0:  # the pooler's LoRA runs on torch after the graph
-            b = lo.b if lo.scaling == 1 else lo.b * lo.scaling
-            out[(i, site)] = (lo.a.t(), b.t())
-    for (i, site), bn in adapter.bottleneck.items():
-        scale = bn.scaling
-        one = not isinstance(scale, torch.Tensor) and float(scale) == 1.0
-        uw = bn.up_weight.t() if one else bn.up_weight.t() * scale
-        ub = bn.up_bias if one else bn.up_bias * scale
-        out[(i, site)] = (bn.down_weight.t(), bn.down_bias, uw, ub)
-    cfg = adapter.bottleneck_config if adapter.bottleneck else None
-    out["pre"] = float(cfg is None or cfg.original_ln_before)
-    out["act"] = ACT_INDEX[cfg.non_linearity.lower()] if cfg is not None else 0
-    return out
-
-
-NO_ADAPTER: dict = {"pre": 1.0, "act": 0}  # a row without an adapter: zeros at every site
-
-
-def per_row_inputs(
-    plan: AdapterBatch,
-    layers: int,
-    hidden: int,
-    widths: dict[str, tuple[int, int]],
-    dtype,
-    lora: bool = True,
-    bottleneck: bool = True,
-    pack_of=pack,
-) -> list:
-    """The graph's adapter inputs for this batch, in input_names order: per segment, stacked, repeated per row.
-    `pack_of(adapter)` gives an adapter's packed sites (pack, or a runtime's cache of it)."""
-    sizes = [s.stop - s.start for s in plan.segments]
-    counts = torch.tensor(sizes)
-    packs = [NO_ADAPTER if s.adapter is None else pack_of(s.adapter) for s in plan.segments]
-    zeros: dict[tuple, torch.Tensor] = {}
-
-    def zero(*shape) -> torch.Tensor:
-        if shape not in zeros:
-            zeros[shape] = torch.zeros(shape, dtype=dtype)
-        return zeros[shape]
-
-    def rows(per_seg: list[torch.Tensor]) -> torch.Tensor:
-        if len(per_seg) == 1:
-            return per_seg[0].unsqueeze(0).expand(sizes[0], *per_seg[0].shape)
-        return torch.repeat_interleave(torch.stack(per_seg), counts, dim=0)
-
-    out: list[torch.Tensor] = []
-    if bottleneck:
-        onehot = torch.eye(len(ACTS), dtype=dtype)
-        out.append(rows([torch.tensor(p["pre"], dtype=dtype) for p in packs]))
-        out.append(rows([onehot[p["act"]] for p in packs]))
-    for i in range(layers):
-        for site in LINEAR_SITES if lora else ():
-            fan_in, fan_out = widths[site]
-            los = [p.get((i, site)) for p in packs]
-            r = max([lo[0].shape[1] for lo in los if lo is not None], default=1)
-            out.append(rows([zero(fan_in, r) if lo is None else _pad(lo[0], r, 1) for lo in los]))
-            out.append(rows([zero(r, fan_out) if lo is None else _pad(lo[1], r, 0) for lo in los]))
-        for site in BN_SITES if bottleneck else ():
-            bns = [p.get((i, site)) for p in packs]
-            r = max([bn[0].shape[1] for bn in bns if bn is not None], default=1)
-            out.append(rows([zero(hidden, r) if bn is None else _pad(bn[0], r, 1) for bn in bns]))
-            out.append(rows([zero(r) if bn is None else _pad(bn[1], r, 0) for bn in bns]))
-            out.append(rows([zero(r, hidden) if bn is None else _pad(bn[2], r, 0) for bn in bns]))
-            out.append(rows([zero(hidden) if bn is None else bn[3] for bn in bns]))
-    return out
-
-
-def _pad(t: torch.Tensor, size: int, dim: int) -> torch.Tensor:
-    missing = size - t.shape[dim]
-    if missing == 0:
-        return t
-    shape = list(t.shape)
-    shape[dim] = missing
-    return torch.cat([t, t.new_zeros(shape)], dim=dim)

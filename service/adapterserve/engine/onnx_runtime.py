@@ -3,8 +3,9 @@
 The export is cached on disk under a key made of the backbone's files (their names, sizes and bytes hashed),
 the torch version and this module's graph version, so a restart loads it in a second and a changed backbone
 gets a new one. One graph per variant of onnx_graph.VARIANTS: plain (batches with no adapter rows, such as
-embeddings), bottleneck inputs only, and every site's inputs. The inference worker threads share one session
-per variant, each run on the worker's share of the CPU threads.
+embeddings), bottleneck inputs only, and every site's inputs; the last two per row, or for a batch whose rows all
+have one adapter. The inference worker threads share one session per variant, made when a batch first needs it,
+each run on the worker's share of the CPU threads.
 """
 
 from __future__ import annotations
@@ -20,18 +21,8 @@ from pathlib import Path
 import torch
 
 from ..adapters.batch import AdapterBatch
-from .onnx_graph import (
-    ACTS,
-    BASE,
-    VARIANTS,
-    DeltaEncoder,
-    in_graph,
-    input_names,
-    pack,
-    per_row_inputs,
-    unpad_index,
-    variant,
-)
+from .onnx_graph import ACTS, BASE, VARIANTS, DeltaEncoder, in_graph, input_names, unpad_index, variant
+from .onnx_inputs import one_adapter_inputs, pack, per_row_inputs
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +55,7 @@ def export(backbone, folder: Path) -> dict[str, Path]:
     types = torch.zeros_like(ids)
     widths = _widths(H, inter)
     out = {}
-    for name, (lora, bn) in VARIANTS.items():
+    for name, (lora, bn, one) in VARIANTS.items():
         path = folder / f"{name}.onnx"
         out[name] = path
         if path.is_file():
@@ -73,17 +64,21 @@ def export(backbone, folder: Path) -> dict[str, Path]:
         tokens, slots = (torch.from_numpy(t) for t in unpad_index(mask.numpy()))
         args = [ids, mask, types, tokens, slots]
         dyn = {n: {0: "batch", 1: "tokens"} for n in names[:3]} | {"tokens": {0: "real"}, "slots": {0: "flat"}}
-        if lora or bn:
-            for n in names[BASE:]:
-                if n in ("bn.pre", "bn.act"):  # per row: [B] and [B, len(ACTS)]
+        for n in names[BASE:]:
+            if n in ("bn.pre", "bn.act"):  # per row: [B] and [B, len(ACTS)]; one adapter: [1] and [len(ACTS)]
+                if one:
+                    args.append(torch.ones(1) if n == "bn.pre" else torch.eye(len(ACTS))[0])
+                else:
                     args.append(torch.ones(2) if n == "bn.pre" else torch.eye(len(ACTS))[[0, 1]])
                     dyn[n] = {0: "batch"}
-                    continue
-                site = n.split(".", 1)[1].rsplit(".", 1)[0]
-                part = n.rsplit(".", 1)[1]
-                args.append(_example(site, part, widths, H))
-                rank_axis = {"a": 2, "b": 1, "dw": 2, "db": 1, "uw": 1, "ub": None}[part]
-                dyn[n] = {0: "batch"} | ({rank_axis: f"rank.{n.rsplit('.', 1)[0]}"} if rank_axis else {})
+                continue
+            site = n.split(".", 1)[1].rsplit(".", 1)[0]
+            part = n.rsplit(".", 1)[1]
+            example, rank_axis = _example(site, part, widths, H, one)
+            args.append(example)
+            dyn[n] = ({} if one else {0: "batch"}) | (
+                {} if rank_axis is None else {rank_axis: f"rank.{n.rsplit('.', 1)[0]}"}
+            )
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         log.info("exporting the backbone to ONNX", extra={"graph": name, "path": str(path)})
         # The TorchScript exporter is deprecated in favour of the torch.export one, which needs onnxscript and
@@ -93,7 +88,7 @@ def export(backbone, folder: Path) -> dict[str, Path]:
                 "ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning
             )
             torch.onnx.export(
-                DeltaEncoder(backbone, lora, bn).eval(),  # a new module trains by default: dropout would export
+                DeltaEncoder(backbone, lora, bn, one).eval(),  # a new module trains by default: dropout would export
                 tuple(args),
                 str(tmp),
                 input_names=names,
@@ -174,15 +169,21 @@ def _widths(H: int, inter: int) -> dict[str, tuple[int, int]]:
     }
 
 
-def _example(site: str, part: str, widths, H: int) -> torch.Tensor:
+def _example(site: str, part: str, widths, H: int, one: bool) -> tuple[torch.Tensor, int | None]:
+    """An example input for the export and the axis of its rank: per row [2, ...] in the graph's layout (`pack`),
+    or one adapter's as stored (`one_adapter_inputs`)."""
     r, B = 2, 2
-    if part == "a":
-        return torch.zeros(B, widths[site][0], r)
-    if part == "b":
-        return torch.zeros(B, r, widths[site][1])
-    return {"dw": torch.zeros(B, H, r), "db": torch.zeros(B, r), "uw": torch.zeros(B, r, H), "ub": torch.zeros(B, H)}[
-        part
-    ]
+    fan_in, fan_out = widths.get(site, (H, H))
+    shapes = {  # part -> (per-row shape and rank axis, one-adapter shape and rank axis)
+        "a": ((B, fan_in, r), 2, (r, fan_in), 0),
+        "b": ((B, r, fan_out), 1, (fan_out, r), 1),
+        "dw": ((B, H, r), 2, (r, H), 0),
+        "db": ((B, r), 1, (r,), 0),
+        "uw": ((B, r, H), 1, (H, r), 1),
+        "ub": ((B, H), None, (H,), None),
+    }
+    rows_shape, rows_axis, one_shape, one_axis = shapes[part]
+    return (torch.zeros(one_shape), one_axis) if one else (torch.zeros(rows_shape), rows_axis)
 
 
 class OnnxRuntime:
@@ -206,9 +207,9 @@ class OnnxRuntime:
             self.paths = quantize(self.paths, cfg.intermediate_size)
         self._layers, self._hidden, self._inter = cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size
         self._widths = _widths(cfg.hidden_size, cfg.intermediate_size)
-        self._names = {v: input_names(self._layers, *sites) for v, sites in VARIANTS.items()}
+        self._names = {v: input_names(self._layers, lora, bn) for v, (lora, bn, _) in VARIANTS.items()}
         self._sessions: dict = {}
-        self._packs: dict[int, tuple] = {}  # id(adapter) -> (weakref to it, onnx_graph.pack(adapter))
+        self._packs: dict[int, tuple] = {}  # id(adapter) -> (weakref to it, {"pack": its pack, variant: its inputs})
         self._lock = threading.Lock()  # creates each variant's session once
         self._session("plain")  # fail now, at start-up, if the runtime cannot load the graph
         self.torch_batches = 0  # how batches ran, for tests and the benchmark
@@ -240,18 +241,36 @@ class OnnxRuntime:
         costs its attention, 2*T*H multiply-adds per layer, against 4*H*H + 2*H*I + 2*T*H for a real token."""
         return tokens / (2 * self._hidden + self._inter + tokens)
 
-    def _pack(self, adapter) -> dict:
-        """onnx_graph.pack(adapter), kept while the adapter lives (snapshots are immutable; a new version is a new
-        object). Mostly views of its weights, so the cache costs little memory; it saves re-slicing every
-        adapter of every batch on the inference thread."""
+    def _cached(self, adapter) -> dict:
+        """What this runtime keeps for an adapter while it lives (snapshots are immutable; a new version is a new
+        object): its pack (onnx_inputs.pack), and the inputs of each "1" variant it ran on. Mostly views of its
+        weights, so the cache costs little memory; it saves re-slicing every adapter of every batch on the
+        inference thread."""
         key = id(adapter)
         hit = self._packs.get(key)
         if hit is not None and hit[0]() is adapter:
             return hit[1]
-        packed = pack(adapter)
+        entry = {"pack": pack(adapter)}
         # the entry goes when the adapter does (before its id can be reused)
-        self._packs[key] = (weakref.ref(adapter, lambda _, key=key: self._packs.pop(key, None)), packed)
-        return packed
+        self._packs[key] = (weakref.ref(adapter, lambda _, key=key: self._packs.pop(key, None)), entry)
+        return entry
+
+    def _pack(self, adapter) -> dict:
+        return self._cached(adapter)["pack"]
+
+    def _adapter_feed(self, adapters: AdapterBatch, graph: str) -> dict:
+        lora, bn, one = VARIANTS[graph]
+        names = self._names[graph][BASE:]
+        if one:  # the batch's one adapter, as stored: no row axis, no copy per batch
+            entry = self._cached(adapters.segments[0].adapter)
+            if graph not in entry:
+                arrays = one_adapter_inputs(entry["pack"], self._layers, self._hidden, self._widths, lora, bn)
+                entry[graph] = dict(zip(names, arrays))
+            return entry[graph]
+        tensors = per_row_inputs(
+            adapters, self._layers, self._hidden, self._widths, torch.float32, lora, bn, self._pack
+        )
+        return {n: t.contiguous().numpy() for n, t in zip(names, tensors)}
 
     def encode(self, ids, mask, types, adapters: AdapterBatch):
         if not in_graph(adapters):
@@ -264,11 +283,7 @@ class OnnxRuntime:
         graph = variant(adapters)
         self.by_graph[graph] += 1
         if graph != "plain":
-            lora, bn = VARIANTS[graph]
-            tensors = per_row_inputs(
-                adapters, self._layers, self._hidden, self._widths, torch.float32, lora, bn, self._pack
-            )
-            feed.update({n: t.contiguous().numpy() for n, t in zip(self._names[graph][BASE:], tensors)})
+            feed |= self._adapter_feed(adapters, graph)
         (hidden,) = self._session(graph).run(None, feed)
         hidden = torch.from_numpy(hidden)
         pooled = None
