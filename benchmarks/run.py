@@ -558,7 +558,7 @@ def service_suite(
 
 async def _scrape_once(url: str) -> dict:
     async with L._client(url, 1, 30.0) as client:
-        return await L._scrape(client) or {}
+        return L._parsed(await L._scrape(client)) or {}
 
 
 def naive_suite(cfg: Config, backbone: str, texts: list[str], logs: Path) -> dict:

@@ -13,7 +13,7 @@ from benchmarks import load as L
 from benchmarks.adapters import AdapterSpec, adapter_names, build_store, write_adapter
 from benchmarks.corpus import load_texts, long_texts
 from benchmarks.report import render, summary_table, targets
-from benchmarks.run import Config, batch_stats, cold_spec, phase_record
+from benchmarks.run import Config, _scrape_once, batch_stats, cold_spec, phase_record
 from benchmarks.server import (
     Histogram,
     adapterserve_process,
@@ -186,6 +186,8 @@ def test_closed_open_and_idle_phases_against_the_app(inprocess_server):
     _check_phase(opened, "open")
     idle = L.run(L.sequential(inprocess_server, reqs, 5, warmup=1))
     assert idle.ok == 5 and len(idle.latencies) == 5
+    scraped = L.run(_scrape_once(inprocess_server))  # what run.py reads the cold-load histogram from
+    assert histogram(scraped, "adapterserve_request_duration_seconds").count > 0
     # 2 s, not 0.5: with about seven test suites sharing the 2 cores, a 0.5 s window sometimes saw no answer
     via_httpx = L.run(L.closed_loop(inprocess_server, reqs, concurrency=2, duration=2.0, warmup=0.2, client="httpx"))
     assert via_httpx.ok > 0 and via_httpx.errors == {}
