@@ -15,10 +15,11 @@ from .api.docs import mount_docs
 from .api.middleware import RequestMiddleware
 from .api.responses import install_error_handlers
 from .engine.threads import helper_pool
+from .heap import freeze_heap, start_heap_freezer
 from .memory import start_memory_trimmer
 from .replicas import start_store_watcher
 from .settings import Settings, load_settings
-from .state import AppState, build_state, freeze_heap, warm_up
+from .state import AppState, build_state, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ def create_app(
         freeze_heap()
         start_store_watcher(state)  # other replicas' changes reach this one within store_poll_s
         start_memory_trimmer(state)  # resident memory stays flat under adapter churn
+        start_heap_freezer(state)  # full collections stay short with many adapters loaded
         state.ready = True
         log.info("ready", extra={"backbone": state.backbone.info.name, "store": state.store.url})
         try:

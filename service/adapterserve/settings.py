@@ -132,6 +132,7 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(30.0, ge=0)
     # how often the C heap's free pages go back to the OS (memory.py says why); 0 = never
     malloc_trim_s: float = Field(30.0, ge=0)
+    gc_freeze_quiet_s: float = Field(2.0, ge=0)  # heap.py: freeze adapters' objects after loads stop this long
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_json: bool = True
     log_request_text: bool = False

@@ -3,7 +3,6 @@ Tests build small fakes."""
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from .engine.runner import run_items
 from .engine.runtime import make_runtime
 from .engine.threads import compute_threads, cpu_budget
 from .engine.work import BatcherConfig
+from .heap import HeapFreezer
 from .lifecycle import Lifecycle, Pin
 from .metrics import Metrics
 from .settings import Settings
@@ -36,6 +36,7 @@ class AppState:
     ready: bool = False
     draining: bool = False
     background: list = field(default_factory=list)  # asyncio tasks the lifespan cancels
+    heap: HeapFreezer | None = None  # freezes adapters' objects once loads settle (heap.py)
 
     async def place(self, snapshot) -> None:
         """Put a snapshot's copy on the device now (admin load, preload), on an inference thread."""
@@ -73,12 +74,19 @@ def build_state(
             max_bytes=settings.cache_max_device_bytes,
         )
     devices.on_event = metrics.on_cache_event
+    heap = HeapFreezer(settings.gc_freeze_quiet_s) if settings.gc_freeze_quiet_s > 0 else None
+
+    def on_event(event):
+        metrics.on_cache_event(event)
+        if heap is not None:
+            heap.on_event(event)
+
     lifecycle = Lifecycle(
         store,
         backbone.shape,
         devices,
         max_host_adapters=settings.cache_max_host_adapters,
-        on_event=metrics.on_cache_event,
+        on_event=on_event,
     )
 
     def on_stats(stats, seconds):
@@ -125,15 +133,7 @@ def build_state(
         request_timeout_s=settings.request_timeout_s,
         on_tokenize=metrics.tokenize.observe,
     )
-    return AppState(settings, backbone, store, lifecycle, batcher, router, metrics)
-
-
-def freeze_heap() -> None:
-    """Take what start-up built (backbone modules, tokenizer, imports: some 400k objects) out of the garbage
-    collector's sight. Otherwise every full collection walks them all, about 250 ms with the GIL held on the
-    CI machine, and no request or pass moves meanwhile: a long tail on the latency under load."""
-    gc.collect()
-    gc.freeze()
+    return AppState(settings, backbone, store, lifecycle, batcher, router, metrics, heap=heap)
 
 
 async def warm_up(state: AppState) -> None:
