@@ -15,7 +15,8 @@ from .activations import get_activation
 from .model import BottleneckSite, Head, LoraSite
 
 
-def _pad_to(t: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+def pad_to(t: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """`t` grown to `size` along `dim` with zeros (a lower-rank adapter among higher-rank ones: exact)."""
     missing = size - t.shape[dim]
     if missing == 0:
         return t
@@ -78,9 +79,9 @@ def stack_bottleneck(sites: list[BottleneckSite], hidden: int, rows: RowSet) -> 
     else:
         scale = stack([scaling(s) for s in sites]).unsqueeze(1)
     return BottleneckSite(
-        down_weight=stack([_pad_to(s.down_weight, r, 0) for s in sites]),
-        down_bias=stack([_pad_to(s.down_bias, r, 0) for s in sites]),
-        up_weight=stack([_pad_to(s.up_weight, r, 1) for s in sites]),
+        down_weight=stack([pad_to(s.down_weight, r, 0) for s in sites]),
+        down_bias=stack([pad_to(s.down_bias, r, 0) for s in sites]),
+        up_weight=stack([pad_to(s.up_weight, r, 1) for s in sites]),
         up_bias=stack([s.up_bias for s in sites]),
         scaling=scale,
         norm_before=norms("norm_before"),
@@ -91,8 +92,8 @@ def stack_bottleneck(sites: list[BottleneckSite], hidden: int, rows: RowSet) -> 
 def stack_lora(sites: list[LoraSite], rows: RowSet) -> tuple[torch.Tensor, torch.Tensor]:
     """A [rows, r, in] and B [rows, out, r] with each site's scaling folded into B (sites: one per segment)."""
     r = max(s.a.shape[0] for s in sites)
-    a = torch.stack([_pad_to(s.a, r, 0) for s in sites])
-    b = torch.stack([_pad_to(s.b * s.scaling if s.scaling != 1 else s.b, r, 1) for s in sites])
+    a = torch.stack([pad_to(s.a, r, 0) for s in sites])
+    b = torch.stack([pad_to(s.b * s.scaling if s.scaling != 1 else s.b, r, 1) for s in sites])
     return rows.expand(a), rows.expand(b)
 
 
@@ -115,11 +116,11 @@ def stacked_heads(heads: list[Head], x: torch.Tensor, rows: RowSet) -> torch.Ten
     labels = max(hd.layers[-1][0].shape[0] for hd in heads)
     for i in range(last + 1):
         size = labels if i == last else heads[0].layers[i][0].shape[0]
-        w = rows.expand(torch.stack([_pad_to(hd.layers[i][0], size, 0) for hd in heads])).transpose(1, 2)
+        w = rows.expand(torch.stack([pad_to(hd.layers[i][0], size, 0) for hd in heads])).transpose(1, 2)
         if heads[0].layers[i][1] is None:
             h = torch.bmm(h, w)
         else:
-            b = rows.expand(torch.stack([_pad_to(hd.layers[i][1], size, 0) for hd in heads])).unsqueeze(1)
+            b = rows.expand(torch.stack([pad_to(hd.layers[i][1], size, 0) for hd in heads])).unsqueeze(1)
             h = torch.baddbmm(b, h, w)
         if i < last:
             h = act(h)

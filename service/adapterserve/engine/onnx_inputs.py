@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..adapters.batch import AdapterBatch
+from ..adapters.grouped import pad_to
 from ..adapters.model import LINEAR_SITES, Adapter
 from .onnx_graph import ACT_INDEX, ACTS, BN_SITES
 
@@ -71,25 +72,16 @@ def per_row_inputs(
             fan_in, fan_out = widths[site]
             los = [p.get((i, site)) for p in packs]
             r = max([lo[0].shape[1] for lo in los if lo is not None], default=1)
-            out.append(rows([zero(fan_in, r) if lo is None else _pad(lo[0], r, 1) for lo in los]))
-            out.append(rows([zero(r, fan_out) if lo is None else _pad(lo[1], r, 0) for lo in los]))
+            out.append(rows([zero(fan_in, r) if lo is None else pad_to(lo[0], r, 1) for lo in los]))
+            out.append(rows([zero(r, fan_out) if lo is None else pad_to(lo[1], r, 0) for lo in los]))
         for site in BN_SITES if bottleneck else ():
             bns = [p.get((i, site)) for p in packs]
             r = max([bn[0].shape[1] for bn in bns if bn is not None], default=1)
-            out.append(rows([zero(hidden, r) if bn is None else _pad(bn[0], r, 1) for bn in bns]))
-            out.append(rows([zero(r) if bn is None else _pad(bn[1], r, 0) for bn in bns]))
-            out.append(rows([zero(r, hidden) if bn is None else _pad(bn[2], r, 0) for bn in bns]))
+            out.append(rows([zero(hidden, r) if bn is None else pad_to(bn[0], r, 1) for bn in bns]))
+            out.append(rows([zero(r) if bn is None else pad_to(bn[1], r, 0) for bn in bns]))
+            out.append(rows([zero(r, hidden) if bn is None else pad_to(bn[2], r, 0) for bn in bns]))
             out.append(rows([zero(hidden) if bn is None else bn[3] for bn in bns]))
     return out
-
-
-def _pad(t: torch.Tensor, size: int, dim: int) -> torch.Tensor:
-    missing = size - t.shape[dim]
-    if missing == 0:
-        return t
-    shape = list(t.shape)
-    shape[dim] = missing
-    return torch.cat([t, t.new_zeros(shape)], dim=dim)
 
 
 def one_adapter_inputs(
