@@ -88,9 +88,9 @@ def test_unpad_index_picks_the_real_tokens_and_puts_them_back():
     mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]])
     tokens, slots = onnx_graph.unpad_index(mask)
     assert tokens.tolist() == [0, 1, 2, 4, 5]  # flat positions of the real tokens
-    assert slots.tolist() == [0, 1, 2, 0, 3, 4, 0, 0]  # padding: token 0, masked or dropped in the graph
+    assert slots.tolist() == [[0, 1, 2, 0], [3, 4, 0, 0]]  # padding: token 0, masked or dropped in the graph
     flat = np.arange(8.0) + 1
-    assert flat[tokens][slots].tolist() == [1, 2, 3, 1, 5, 6, 1, 1]
+    assert flat[tokens][slots].tolist() == [[1, 2, 3, 1], [5, 6, 1, 1]]
 
 
 def test_onnx_pads_cost_attention_only(tiny_backbone, tmp_path):

@@ -1,11 +1,11 @@
 """The encoder as one exportable graph with per-row adapter weights as inputs.
 
-Each layer takes, per row, a LoRA pair at each of its six linear sites (A^T [B, in, r], B^T*scale [B, r, out])
-and a bottleneck at each of its two sub-layer sites (down^T [B, H, r], down bias [B, r], up^T*scale [B, r, H],
-up bias*scale [B, H]). A row without an adapter, or whose adapter does not use a site, gets zeros there, which
-is exact: a zero LoRA adds nothing, and with zero up-weights the bottleneck sub-layer below reduces to the
-pretrained LN(h + inp). The bottleneck is AdapterHub's with residual_before_ln=True, original_ln_after=True and no
-adapter LayerNorms, at either site:
+Each layer takes, per row, a LoRA pair at each of its six linear sites (A [B, r, in], B*scale [B, out, r]) and a
+bottleneck at each of its two sub-layer sites (down [B, r, H], down bias [B, 1, r], up*scale [B, H, r], up
+bias*scale [B, 1, H]): the weights as stored, so that a batch's inputs are plain copies of them. A row without an
+adapter, or whose adapter does not use a site, gets zeros there, which is exact: a zero LoRA adds nothing, and with
+zero up-weights the bottleneck sub-layer below reduces to the pretrained LN(h + inp). The bottleneck is AdapterHub's
+with residual_before_ln=True, original_ln_after=True and no adapter LayerNorms, at either site:
     LN(up(act(down(x))) * scale + h + inp),  x = LN(h + inp) (original_ln_before, `seq_bn`) or h (`double_seq_bn`)
 Two per-row inputs say which: `bn.pre` (1: x = LN(h + inp), 0: x = h) and `bn.act` (one-hot over GRAPH_ACTS; the
 graph computes each activation and keeps the row's, a multiply by exactly 1 or 0). Anything else (other bottleneck
@@ -88,7 +88,7 @@ class DeltaEncoder(torch.nn.Module):
     The token-wise work (every linear layer, LayerNorm and the FFN: nearly all of the FLOPs) runs on the batch's
     real tokens only, [N, H] with N = mask.sum(), not on [B, T, H] with its padding. Two index inputs move between
     the layouts (see unpad_index): `tokens` [N] picks the real tokens out of the flattened padded batch, and
-    `slots` [B*T] puts them back. Attention and the per-row adapter matmuls need rows, so their inputs are put back
+    `slots` [B, T] puts them back. Attention and the per-row adapter matmuls need rows, so their inputs are put back
     into [B, T, .] and their outputs taken out again. A padding slot holds a copy of the first token: attention
     masks it as a key, and what lands at a padding position is dropped when the real tokens are taken out.
     """
@@ -96,6 +96,7 @@ class DeltaEncoder(torch.nn.Module):
     def __init__(self, backbone, lora: bool, bn: bool, one: bool = False):
         super().__init__()
         self.m, self.bb, self.lora, self.bn, self.one = backbone.model, backbone, lora, bn, one
+        self.inter = backbone.model.config.intermediate_size
 
     def forward(self, ids, mask, types, tokens, slots, *w):
         m, act = self.m, self.bb._act
@@ -110,21 +111,27 @@ class DeltaEncoder(torch.nn.Module):
         key_bias = (1.0 - mask.to(x.dtype))[:, None, None, :] * torch.finfo(x.dtype).min
         scale = 1.0 / math.sqrt(hd)
 
-        def rows(t):  # [N, C] -> [B, T, C]; the padding gets a copy of some real token, which nothing keeps
-            return t.index_select(0, slots).view(B, T, t.shape[1])
+        # The moves between layouts are one Gather each, with shapes that are constants or come from the inputs'
+        # own: a reshape to a shape computed from B and T costs ONNX Runtime a Shape-Gather-Unsqueeze-Concat chain
+        # per call, which was most of the per-row variant's overhead.
+        def rows(t):  # [N, ...] -> [B, T, ...]; the padding gets a copy of token 0, which nothing keeps
+            return t[slots]
 
-        def real(t):  # [B, T, C] -> [N, C]
-            return t.reshape(B * T, t.shape[2]).index_select(0, tokens)
+        def real(t, width):  # [B, T, width] -> [N, width]
+            return t.reshape(-1, width).index_select(0, tokens)
 
-        x = real(x)
+        x = real(x, H)
         k = 0
         if self.bn and self.one:  # [1] and [len(ACTS)]: the adapter's, for every token
             pre, acts = w[0], [w[1][j] for j in range(len(ACTS))]
             k = 2
-        elif self.bn:  # [B] and [B, len(ACTS)]: each row's
-            pre, onehot = w[0].view(B, 1, 1), w[1]
-            acts = [onehot[:, j].view(B, 1, 1) for j in range(len(ACTS))]
+        elif self.bn:  # [B] and [B, len(ACTS)]: each row's; bn.pre goes to the tokens once, [N, 1]
+            pre = real(w[0][:, None, None] * torch.ones_like(mask, dtype=x.dtype)[:, :, None], 1)
+            onehot = w[1]
+            acts = [onehot[:, j].view(-1, 1, 1) for j in range(len(ACTS))]
             k = 2
+        if self.bn:
+            keep = 1 - pre  # 1 where the bottleneck's input is h (double_seq_bn's), computed once
         for layer in m.encoder.layer:
             lo = {}
             bn = {}
@@ -137,16 +144,16 @@ class DeltaEncoder(torch.nn.Module):
                     bn[s] = w[k : k + 4]
                     k += 4
 
-            def lin(inp, mod, site, lo=lo):
+            def lin(inp, mod, site, width, lo=lo):
                 # MatMul + Add, not the Gemm a 2-D F.linear exports to: int8 quantization converts MatMuls only
                 y = torch.matmul(inp, mod.weight.t())
                 y = y if mod.bias is None else y + mod.bias
                 if site in lo and self.one:  # a [r, in], b [out, r], as stored: the transposes fuse into the matmuls
                     a, b = lo[site]
                     y = y + torch.matmul(torch.matmul(inp, a.t()), b.t())
-                elif site in lo:  # per row: a [B, in, r], b [B, r, out]
+                elif site in lo:  # per row, as stored: a [B, r, in], b [B, out, r]
                     a, b = lo[site]
-                    y = y + real(torch.matmul(torch.matmul(rows(inp), a), b))
+                    y = y + real(torch.matmul(torch.matmul(rows(inp), a.transpose(1, 2)), b.transpose(1, 2)), width)
                 return y
 
             def sub(h, inp, norm, site, bn=bn):
@@ -155,14 +162,15 @@ class DeltaEncoder(torch.nn.Module):
                 if site not in bn:
                     return base
                 dw, db, uw, ub = bn[site]
+                down_in = pre * base + keep * h  # exact: pre is 1 or 0
                 if self.one:  # dw [r, H], db [r], uw [H, r], ub [H], as stored
-                    u = torch.matmul(pre * base + (1 - pre) * h, dw.t()) + db
+                    u = torch.matmul(down_in, dw.t()) + db
                     z = sum(a * f(u) for a, f in zip(acts, ACTS))
                     return ln(torch.matmul(z, uw.t()) + ub + h + inp)
-                hr = rows(h)
-                u = torch.matmul(pre * rows(base) + (1 - pre) * hr, dw) + db.unsqueeze(1)
+                # per row, as stored: dw [B, r, H], db [B, 1, r], uw [B, H, r], ub [B, 1, H]
+                u = torch.matmul(rows(down_in), dw.transpose(1, 2)) + db
                 z = sum(a * f(u) for a, f in zip(acts, ACTS))
-                return ln(real(torch.matmul(z, uw) + ub.unsqueeze(1) + hr) + inp)
+                return ln(real(torch.matmul(z, uw.transpose(1, 2)) + ub, H) + h + inp)
 
             att = layer.attention
             mods = [getattr(att.self, n) for n in ("query", "key", "value")]
@@ -174,28 +182,30 @@ class DeltaEncoder(torch.nn.Module):
             deltas = [lo.get(f"attention.self.{n}") for n in ("query", "key", "value")]
             if any(deltas) and self.one:  # the LoRA variants have all three (zeros where an adapter has none)
                 qkv = qkv + torch.cat([torch.matmul(torch.matmul(x, a.t()), b.t()) for a, b in deltas], dim=1)
-            qkv = rows(qkv)
             if any(deltas) and not self.one:
                 xr = rows(x)
-                qkv = qkv + torch.cat([torch.matmul(torch.matmul(xr, a), b) for a, b in deltas], dim=2)
-            # one transpose to heads, [3, B, nh, T, hd], and q @ k^T as one fused matmul
-            q, kk, v = qkv.view(B, T, 3, nh, hd).permute(2, 0, 3, 1, 4).unbind(0)
+                d = torch.cat(
+                    [torch.matmul(torch.matmul(xr, a.transpose(1, 2)), b.transpose(1, 2)) for a, b in deltas], 2
+                )
+                qkv = qkv + real(d, 3 * H)
+            # to heads: [N, 3, nh, hd] -> rows [B, T, 3, nh, hd] -> [3, B, nh, T, hd]; q @ k^T as one fused matmul
+            q, kk, v = rows(qkv.reshape(-1, 3, nh, hd)).permute(2, 0, 3, 1, 4).unbind(0)
             probs = torch.softmax(torch.matmul(q, kk.transpose(2, 3)) * scale + key_bias, dim=-1)
-            ctx = real(torch.matmul(probs, v).transpose(1, 2).reshape(B, T, H))
-            x = sub(lin(ctx, att.output.dense, "attention.output.dense"), x, att.output.LayerNorm, "mh")
-            inter = act(lin(x, layer.intermediate.dense, "intermediate.dense"))
-            x = sub(lin(inter, layer.output.dense, "output.dense"), x, layer.output.LayerNorm, "output")
+            ctx = real(torch.matmul(probs, v).transpose(1, 2), H)
+            x = sub(lin(ctx, att.output.dense, "attention.output.dense", H), x, att.output.LayerNorm, "mh")
+            inter = act(lin(x, layer.intermediate.dense, "intermediate.dense", self.inter))
+            x = sub(lin(inter, layer.output.dense, "output.dense", H), x, layer.output.LayerNorm, "output")
         return rows(x) * mask.unsqueeze(-1).to(x.dtype)  # zeros at the padding
 
 
 def unpad_index(mask):
     """The graph's `tokens` and `slots` inputs for an attention mask [B, T] (numpy): the flat positions of the real
-    tokens, and for each flat position its token's index (0, any real token, for padding)."""
+    tokens [N], and for each position of the batch its token's index [B, T] (0, any real token, for padding)."""
     flat = mask.reshape(-1) != 0
     tokens = np.flatnonzero(flat)
     slots = np.zeros(flat.shape[0], dtype=np.int64)
     slots[tokens] = np.arange(tokens.shape[0], dtype=np.int64)
-    return tokens.astype(np.int64), slots
+    return tokens.astype(np.int64), slots.reshape(mask.shape)
 
 
 def in_graph(plan: AdapterBatch) -> bool:

@@ -7,25 +7,26 @@ import numpy as np
 import torch
 
 from ..adapters.batch import AdapterBatch
-from ..adapters.grouped import pad_to
 from ..adapters.model import LINEAR_SITES, Adapter
 from .onnx_graph import ACT_INDEX, ACTS, BN_SITES
 
 
 def pack(adapter: Adapter) -> dict:
-    """An adapter's graph inputs per site, in the graph's layout (transposed, scale folded in): views of its weights
+    """An adapter's graph inputs per site, its weights as stored with the scale folded in: the tensors themselves
     where the scale is 1, so a runtime can keep one per adapter at little cost (OnnxRuntime caches them)."""
     out: dict = {}
     for (i, site), lo in adapter.lora.items():
         if i >= 0:  # the pooler's LoRA runs on torch after the graph
-            b = lo.b if lo.scaling == 1 else lo.b * lo.scaling
-            out[(i, site)] = (lo.a.t(), b.t())
+            out[(i, site)] = (lo.a, lo.b if lo.scaling == 1 else lo.b * lo.scaling)
     for (i, site), bn in adapter.bottleneck.items():
         scale = bn.scaling
         one = not isinstance(scale, torch.Tensor) and float(scale) == 1.0
-        uw = bn.up_weight.t() if one else bn.up_weight.t() * scale
+        # the scale multiplies the output's channels: the rows of the up weight as stored, [H, r]
+        uw = (
+            bn.up_weight if one else bn.up_weight * (scale.reshape(-1, 1) if isinstance(scale, torch.Tensor) else scale)
+        )
         ub = bn.up_bias if one else bn.up_bias * scale
-        out[(i, site)] = (bn.down_weight.t(), bn.down_bias, uw, ub)
+        out[(i, site)] = (bn.down_weight, bn.down_bias, uw, ub)
     cfg = adapter.bottleneck_config if adapter.bottleneck else None
     out["pre"] = float(cfg is None or cfg.original_ln_before)
     out["act"] = ACT_INDEX[cfg.non_linearity.lower()] if cfg is not None else 0
@@ -40,60 +41,66 @@ def per_row_inputs(
     layers: int,
     hidden: int,
     widths: dict[str, tuple[int, int]],
-    dtype,
     lora: bool = True,
     bottleneck: bool = True,
     pack_of=pack,
-) -> list:
-    """The graph's adapter inputs for this batch, in input_names order: per segment, stacked, repeated per row.
-    `pack_of(adapter)` gives an adapter's packed sites (pack, or a runtime's cache of it)."""
-    sizes = [s.stop - s.start for s in plan.segments]
-    counts = torch.tensor(sizes)
-    packs = [NO_ADAPTER if s.adapter is None else pack_of(s.adapter) for s in plan.segments]
-    zeros: dict[tuple, torch.Tensor] = {}
+) -> list[np.ndarray]:
+    """The graph's adapter inputs for this batch, in input_names order, per row: each segment's weights copied once
+    into its rows (one copy of contiguous memory: this runs on the inference thread for every mixed batch). A site's
+    rank is the largest of the batch's adapters there; a smaller one, or a row without the site, is padded with
+    zeros, which add nothing. `pack_of(adapter)` gives an adapter's packed sites (pack, or a runtime's cache)."""
+    segs = plan.segments
+    packs = [NO_ADAPTER if s.adapter is None else pack_of(s.adapter) for s in segs]
 
-    def zero(*shape) -> torch.Tensor:
-        if shape not in zeros:
-            zeros[shape] = torch.zeros(shape, dtype=dtype)
-        return zeros[shape]
+    def fill(parts: list, shape: tuple[int, ...]) -> np.ndarray:
+        # torch's allocator, not numpy's: numpy's fresh megabytes page-faulted on every batch (1,900 faults and
+        # 5 ms for 32 rows of MiniLM bottlenecks), torch's are reused
+        out = torch.empty((segs[-1].stop, *shape)).numpy()
+        for seg, part in zip(segs, parts):
+            dst = out[seg.start : seg.stop]
+            if part is None or tuple(part.shape) != shape:
+                dst[...] = 0
+            if part is not None:
+                dst[(slice(None), *(slice(0, n) for n in part.shape))] = part.numpy()
+        return out
 
-    def rows(per_seg: list[torch.Tensor]) -> torch.Tensor:
-        if len(per_seg) == 1:
-            return per_seg[0].unsqueeze(0).expand(sizes[0], *per_seg[0].shape)
-        return torch.repeat_interleave(torch.stack(per_seg), counts, dim=0)
+    def rank(parts: list, axis: int) -> int:
+        return max([p.shape[axis] for p in parts if p is not None], default=1)
 
-    out: list[torch.Tensor] = []
+    out: list[np.ndarray] = []
     if bottleneck:
-        onehot = torch.eye(len(ACTS), dtype=dtype)
-        out.append(rows([torch.tensor(p["pre"], dtype=dtype) for p in packs]))
-        out.append(rows([onehot[p["act"]] for p in packs]))
+        onehot = torch.eye(len(ACTS))
+        out.append(fill([torch.tensor(p["pre"]) for p in packs], ()))
+        out.append(fill([onehot[p["act"]] for p in packs], (len(ACTS),)))
     for i in range(layers):
         for site in LINEAR_SITES if lora else ():
             fan_in, fan_out = widths[site]
             los = [p.get((i, site)) for p in packs]
-            r = max([lo[0].shape[1] for lo in los if lo is not None], default=1)
-            out.append(rows([zero(fan_in, r) if lo is None else pad_to(lo[0], r, 1) for lo in los]))
-            out.append(rows([zero(r, fan_out) if lo is None else pad_to(lo[1], r, 0) for lo in los]))
+            a = [None if lo is None else lo[0] for lo in los]
+            b = [None if lo is None else lo[1] for lo in los]
+            r = rank(a, 0)
+            out += [fill(a, (r, fan_in)), fill(b, (fan_out, r))]
         for site in BN_SITES if bottleneck else ():
             bns = [p.get((i, site)) for p in packs]
-            r = max([bn[0].shape[1] for bn in bns if bn is not None], default=1)
-            out.append(rows([zero(hidden, r) if bn is None else pad_to(bn[0], r, 1) for bn in bns]))
-            out.append(rows([zero(r) if bn is None else pad_to(bn[1], r, 0) for bn in bns]))
-            out.append(rows([zero(r, hidden) if bn is None else pad_to(bn[2], r, 0) for bn in bns]))
-            out.append(rows([zero(hidden) if bn is None else bn[3] for bn in bns]))
+            dw, db, uw, ub = ([None if bn is None else bn[j] for bn in bns] for j in range(4))
+            r = rank(dw, 0)
+            # the biases as [B, 1, .]: they broadcast over a row's positions in the graph without an Unsqueeze node
+            db = [None if t is None else t.unsqueeze(0) for t in db]
+            ub = [None if t is None else t.unsqueeze(0) for t in ub]
+            out += [fill(dw, (r, hidden)), fill(db, (1, r)), fill(uw, (hidden, r)), fill(ub, (1, hidden))]
     return out
 
 
 def one_adapter_inputs(
     packed: dict, layers: int, hidden: int, widths: dict[str, tuple[int, int]], lora: bool, bn: bool
 ):
-    """A "1" variant's adapter inputs, in input_names order, from one adapter's pack: its weights as stored (the
-    pack's transposed views transposed back), so they are passed to the graph without a copy where the pack holds
-    views; zeros of rank 1 at the sites it does not use. The runtime keeps them with the pack."""
+    """A "1" variant's adapter inputs, in input_names order, from one adapter's pack: its weights as stored, passed
+    to the graph without a copy where the pack holds the tensors themselves; zeros of rank 1 at the sites it does
+    not use. The runtime keeps them with the pack."""
     out: list[np.ndarray] = []
 
     def arr(t: torch.Tensor) -> np.ndarray:
-        return (t.t() if t.dim() == 2 else t).contiguous().numpy()
+        return t.contiguous().numpy()
 
     if bn:
         out.append(np.array([packed["pre"]], dtype=np.float32))

@@ -26,7 +26,9 @@ from .onnx_inputs import one_adapter_inputs, pack, per_row_inputs
 
 log = logging.getLogger(__name__)
 
-GRAPH_VERSION = "3"  # 2: graph variants; bottleneck input and activation per row (bn.pre, bn.act). 3: unpadded
+# 2: graph variants; bottleneck input and activation per row (bn.pre, bn.act). 3: unpadded.
+# 4: `slots` [B, T]; per-row weights as stored, bottleneck biases [B, 1, .]
+GRAPH_VERSION = "4"
 
 
 def cache_root(folder: str = "") -> Path:
@@ -63,7 +65,10 @@ def export(backbone, folder: Path) -> dict[str, Path]:
         names = input_names(L, lora, bn)
         tokens, slots = (torch.from_numpy(t) for t in unpad_index(mask.numpy()))
         args = [ids, mask, types, tokens, slots]
-        dyn = {n: {0: "batch", 1: "tokens"} for n in names[:3]} | {"tokens": {0: "real"}, "slots": {0: "flat"}}
+        dyn = {n: {0: "batch", 1: "tokens"} for n in names[:3]} | {
+            "tokens": {0: "real"},
+            "slots": {0: "batch", 1: "tokens"},
+        }
         for n in names[BASE:]:
             if n in ("bn.pre", "bn.act"):  # per row: [B] and [B, len(ACTS)]; one adapter: [1] and [len(ACTS)]
                 if one:
@@ -170,17 +175,17 @@ def _widths(H: int, inter: int) -> dict[str, tuple[int, int]]:
 
 
 def _example(site: str, part: str, widths, H: int, one: bool) -> tuple[torch.Tensor, int | None]:
-    """An example input for the export and the axis of its rank: per row [2, ...] in the graph's layout (`pack`),
-    or one adapter's as stored (`one_adapter_inputs`)."""
+    """An example input for the export and the axis of its rank: per row [2, ...] (`per_row_inputs`), or one
+    adapter's (`one_adapter_inputs`); both hold the weights as stored."""
     r, B = 2, 2
     fan_in, fan_out = widths.get(site, (H, H))
     shapes = {  # part -> (per-row shape and rank axis, one-adapter shape and rank axis)
-        "a": ((B, fan_in, r), 2, (r, fan_in), 0),
-        "b": ((B, r, fan_out), 1, (fan_out, r), 1),
-        "dw": ((B, H, r), 2, (r, H), 0),
-        "db": ((B, r), 1, (r,), 0),
-        "uw": ((B, r, H), 1, (H, r), 1),
-        "ub": ((B, H), None, (H,), None),
+        "a": ((B, r, fan_in), 1, (r, fan_in), 0),
+        "b": ((B, fan_out, r), 2, (fan_out, r), 1),
+        "dw": ((B, r, H), 1, (r, H), 0),
+        "db": ((B, 1, r), 2, (r,), 0),
+        "uw": ((B, H, r), 2, (H, r), 1),
+        "ub": ((B, 1, H), None, (H,), None),
     }
     rows_shape, rows_axis, one_shape, one_axis = shapes[part]
     return (torch.zeros(one_shape), one_axis) if one else (torch.zeros(rows_shape), rows_axis)
@@ -267,10 +272,8 @@ class OnnxRuntime:
                 arrays = one_adapter_inputs(entry["pack"], self._layers, self._hidden, self._widths, lora, bn)
                 entry[graph] = dict(zip(names, arrays))
             return entry[graph]
-        tensors = per_row_inputs(
-            adapters, self._layers, self._hidden, self._widths, torch.float32, lora, bn, self._pack
-        )
-        return {n: t.contiguous().numpy() for n, t in zip(names, tensors)}
+        arrays = per_row_inputs(adapters, self._layers, self._hidden, self._widths, lora, bn, self._pack)
+        return dict(zip(names, arrays))
 
     def encode(self, ids, mask, types, adapters: AdapterBatch):
         if not in_graph(adapters):
