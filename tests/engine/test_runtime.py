@@ -179,3 +179,50 @@ def test_an_unwritable_graph_cache_falls_back_to_torch_with_a_log_line(tiny_back
         chosen = rt.make_runtime("auto", tiny_backbone, cache=str(blocker))
     assert chosen.name == "torch"
     assert "runtime onnx cannot load" in caplog.text and "falling back to the PyTorch runtime" in caplog.text
+
+
+def test_a_mixed_batch_feeds_weights_per_segment_and_matches_torch(tiny_backbone, tmp_path):
+    """The per-row graphs take each segment's weights once, stacked, and an `owner` row -> segment index; ranks
+    that differ between the batch's adapters are padded with zeros, and a row without an adapter gets zeros."""
+    from adapterserve.formats import load_adapter
+
+    from ..conftest import golden
+
+    runtime = rt.make_runtime("onnx", tiny_backbone, cache=str(tmp_path))
+    seq, double, swish, leave_out, patterns, ffn = (
+        load_adapter(golden(case)[0], tiny_backbone.shape)
+        for case in (
+            "ah_seq_bn",  # rank 2
+            "ah_double_seq_bn",  # rank 2, the bottleneck's input is h (bn.pre 0)
+            "ah_act_swish",  # rank 8, another activation (bn.act)
+            "ah_rf_dict_leave_out",  # rank 8, some layers without a bottleneck
+            "peft_lora_patterns",  # LoRA ranks 2, 4 and 8 by site
+            "peft_lora_ffn",  # LoRA rank 4 on the FFN only
+        )
+    )
+    rows = tokenize(tiny_backbone.tokenizer, ["a", "b c", "d e f", "g h i j", "k l m n o"], None, 64, True)
+    ids, mask, types = pad(rows, 0, tiny_backbone.device)
+    real = mask.bool()
+    cases = (([seq, seq, None, swish, double], "bn"), ([seq, None, patterns, ffn, leave_out], "delta"))
+    for row_adapters, graph in cases:
+        plan = AdapterBatch.from_row_adapters(row_adapters)
+        assert onnx_graph.variant(plan) == graph
+        feed = runtime._adapter_feed(plan, graph)
+        assert feed["owner"].tolist() == [i for i, s in enumerate(plan.segments) for _ in range(s.stop - s.start)]
+        for site in ((i, s) for i in range(tiny_backbone.shape.num_layers) for s in ("mh", "output")):
+            dw = feed[f"l{site[0]}.{site[1]}.dw"]
+            ranks = [
+                s.adapter.bottleneck[site].down_weight.shape[0]
+                for s in plan.segments
+                if s.adapter and site in s.adapter.bottleneck
+            ]
+            assert dw.shape[:2] == (len(plan.segments), max(ranks, default=1))
+            for j, seg in enumerate(plan.segments):
+                if seg.adapter is None or site not in seg.adapter.bottleneck:
+                    assert not dw[j].any()  # zeros: the sub-layer is the pretrained one
+        with torch.inference_mode():
+            got, _ = runtime.encode(ids, mask, types, plan)
+            want, _ = tiny_backbone.encode(ids, mask, types, plan)
+        assert runtime.by_graph[graph] == 1
+        assert torch.allclose(got[real], want[real], atol=1e-4), (got[real] - want[real]).abs().max()
+    assert any(site not in leave_out.bottleneck for site in seq.bottleneck)  # a segment without a site was fed

@@ -59,8 +59,10 @@ BASE_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "tokens", "slots
 BASE = len(BASE_INPUTS)
 
 
-def input_names(layers: int, lora: bool = True, bn: bool = True) -> list[str]:
+def input_names(layers: int, lora: bool = True, bn: bool = True, one: bool = False) -> list[str]:
     names = list(BASE_INPUTS)
+    if (lora or bn) and layers and not one:
+        names.append("owner")  # per row: each row's segment; the weights below come per segment
     if bn and layers:
         names += ["bn.pre", "bn.act"]
     for i in range(layers):
@@ -122,14 +124,25 @@ class DeltaEncoder(torch.nn.Module):
 
         x = real(x, H)
         k = 0
+
+        def own(t):  # the one-adapter variants' weights serve every row as they are
+            return t
+
+        if not self.one and (self.lora or self.bn):
+            owner = w[0]
+            k = 1
+
+            def own(t):  # per segment [S, ...] -> per row [B, ...]: each row its segment's
+                return t[owner]
+
         if self.bn and self.one:  # [1] and [len(ACTS)]: the adapter's, for every token
-            pre, acts = w[0], [w[1][j] for j in range(len(ACTS))]
-            k = 2
+            pre, acts = w[k], [w[k + 1][j] for j in range(len(ACTS))]
+            k += 2
         elif self.bn:  # [B] and [B, len(ACTS)]: each row's; bn.pre goes to the tokens once, [N, 1]
-            pre = real(w[0][:, None, None] * torch.ones_like(mask, dtype=x.dtype)[:, :, None], 1)
-            onehot = w[1]
+            pre = real(own(w[k])[:, None, None] * torch.ones_like(mask, dtype=x.dtype)[:, :, None], 1)
+            onehot = own(w[k + 1])
             acts = [onehot[:, j].view(-1, 1, 1) for j in range(len(ACTS))]
-            k = 2
+            k += 2
         if self.bn:
             keep = 1 - pre  # 1 where the bottleneck's input is h (double_seq_bn's), computed once
         for layer in m.encoder.layer:
@@ -137,11 +150,11 @@ class DeltaEncoder(torch.nn.Module):
             bn = {}
             if self.lora:
                 for s in LINEAR_SITES:
-                    lo[s] = (w[k], w[k + 1])
+                    lo[s] = (own(w[k]), own(w[k + 1]))
                     k += 2
             if self.bn:
                 for s in BN_SITES:
-                    bn[s] = w[k : k + 4]
+                    bn[s] = [own(wt) for wt in w[k : k + 4]]
                     k += 4
 
             def lin(inp, mod, site, width, lo=lo):

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..adapters.batch import AdapterBatch
+from ..adapters.grouped import pad_to
 from ..adapters.model import LINEAR_SITES, Adapter
 from .onnx_graph import ACT_INDEX, ACTS, BN_SITES
 
@@ -45,33 +46,39 @@ def per_row_inputs(
     bottleneck: bool = True,
     pack_of=pack,
 ) -> list[np.ndarray]:
-    """The graph's adapter inputs for this batch, in input_names order, per row: each segment's weights copied once
-    into its rows (one copy of contiguous memory: this runs on the inference thread for every mixed batch). A site's
-    rank is the largest of the batch's adapters there; a smaller one, or a row without the site, is padded with
-    zeros, which add nothing. `pack_of(adapter)` gives an adapter's packed sites (pack, or a runtime's cache)."""
+    """The per-row graph's adapter inputs for this batch, in input_names order: `owner` [B], each row's segment,
+    then per site each segment's weights as stored, stacked [S, ...]; the graph gives each row its segment's (a
+    Gather, in ONNX Runtime's C++). One torch.stack per input: this runs on the inference thread for every mixed
+    batch, and copying each segment's weights into its rows from Python cost 8.6 ms per pass of 32 rows of
+    MiniLM bottlenecks (docs/runtimes.md). A site's rank is the largest of the batch's adapters there; a smaller
+    one, or a segment without the site, is padded with zeros, which add nothing. `pack_of(adapter)` gives an
+    adapter's packed sites (pack, or a runtime's cache of it)."""
     segs = plan.segments
     packs = [NO_ADAPTER if s.adapter is None else pack_of(s.adapter) for s in segs]
+    zeros: dict[tuple, torch.Tensor] = {}
 
-    def fill(parts: list, shape: tuple[int, ...]) -> np.ndarray:
-        # torch's allocator, not numpy's: numpy's fresh megabytes page-faulted on every batch (1,900 faults and
-        # 5 ms for 32 rows of MiniLM bottlenecks), torch's are reused
-        out = torch.empty((segs[-1].stop, *shape)).numpy()
-        for seg, part in zip(segs, parts):
-            dst = out[seg.start : seg.stop]
-            if part is None or tuple(part.shape) != shape:
-                dst[...] = 0
-            if part is not None:
-                dst[(slice(None), *(slice(0, n) for n in part.shape))] = part.numpy()
-        return out
+    def fit(part: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
+        if part is None:
+            if shape not in zeros:
+                zeros[shape] = torch.zeros(shape)
+            return zeros[shape]
+        if tuple(part.shape) == shape:
+            return part
+        return torch.cat([part, part.new_zeros(*shape[:-1], shape[-1] - part.shape[-1])], dim=-1)
+
+    def stack(parts: list, shape: tuple[int, ...], rank_axis: int | None = None) -> np.ndarray:
+        if rank_axis == 0:  # a rank below the batch's along the first axis: pad along it
+            parts = [p if p is None or p.shape[0] == shape[0] else pad_to(p, shape[0], 0) for p in parts]
+        return torch.stack([fit(p, shape) for p in parts]).numpy()
 
     def rank(parts: list, axis: int) -> int:
         return max([p.shape[axis] for p in parts if p is not None], default=1)
 
-    out: list[np.ndarray] = []
+    owner = np.repeat(np.arange(len(segs), dtype=np.int64), [s.stop - s.start for s in segs])
+    out: list[np.ndarray] = [owner]
     if bottleneck:
-        onehot = torch.eye(len(ACTS))
-        out.append(fill([torch.tensor(p["pre"]) for p in packs], ()))
-        out.append(fill([onehot[p["act"]] for p in packs], (len(ACTS),)))
+        out.append(np.array([p["pre"] for p in packs], dtype=np.float32))
+        out.append(np.eye(len(ACTS), dtype=np.float32)[[p["act"] for p in packs]])
     for i in range(layers):
         for site in LINEAR_SITES if lora else ():
             fan_in, fan_out = widths[site]
@@ -79,15 +86,15 @@ def per_row_inputs(
             a = [None if lo is None else lo[0] for lo in los]
             b = [None if lo is None else lo[1] for lo in los]
             r = rank(a, 0)
-            out += [fill(a, (r, fan_in)), fill(b, (fan_out, r))]
+            out += [stack(a, (r, fan_in), 0), stack(b, (fan_out, r))]
         for site in BN_SITES if bottleneck else ():
             bns = [p.get((i, site)) for p in packs]
             dw, db, uw, ub = ([None if bn is None else bn[j] for bn in bns] for j in range(4))
             r = rank(dw, 0)
-            # the biases as [B, 1, .]: they broadcast over a row's positions in the graph without an Unsqueeze node
+            # the biases as [S, 1, .]: they broadcast over a row's positions in the graph without an Unsqueeze node
             db = [None if t is None else t.unsqueeze(0) for t in db]
             ub = [None if t is None else t.unsqueeze(0) for t in ub]
-            out += [fill(dw, (r, hidden)), fill(db, (1, r)), fill(uw, (hidden, r)), fill(ub, (1, hidden))]
+            out += [stack(dw, (r, hidden), 0), stack(db, (1, r)), stack(uw, (hidden, r)), stack(ub, (1, hidden))]
     return out
 
 

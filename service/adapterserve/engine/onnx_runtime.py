@@ -27,8 +27,8 @@ from .onnx_inputs import one_adapter_inputs, pack, per_row_inputs
 log = logging.getLogger(__name__)
 
 # 2: graph variants; bottleneck input and activation per row (bn.pre, bn.act). 3: unpadded.
-# 4: `slots` [B, T]; per-row weights as stored, bottleneck biases [B, 1, .]
-GRAPH_VERSION = "4"
+# 4: `slots` [B, T]; weights as stored; bottleneck biases [., 1, .]. 5: per-row variants take them per segment
+GRAPH_VERSION = "5"
 
 
 def cache_root(folder: str = "") -> Path:
@@ -62,7 +62,7 @@ def export(backbone, folder: Path) -> dict[str, Path]:
         out[name] = path
         if path.is_file():
             continue
-        names = input_names(L, lora, bn)
+        names = input_names(L, lora, bn, one)
         tokens, slots = (torch.from_numpy(t) for t in unpad_index(mask.numpy()))
         args = [ids, mask, types, tokens, slots]
         dyn = {n: {0: "batch", 1: "tokens"} for n in names[:3]} | {
@@ -70,18 +70,22 @@ def export(backbone, folder: Path) -> dict[str, Path]:
             "slots": {0: "batch", 1: "tokens"},
         }
         for n in names[BASE:]:
-            if n in ("bn.pre", "bn.act"):  # per row: [B] and [B, len(ACTS)]; one adapter: [1] and [len(ACTS)]
+            if n == "owner":  # each row's segment: two rows, two segments
+                args.append(torch.tensor([0, 1]))
+                dyn[n] = {0: "batch"}
+                continue
+            if n in ("bn.pre", "bn.act"):  # per segment: [S] and [S, len(ACTS)]; one adapter: [1] and [len(ACTS)]
                 if one:
                     args.append(torch.ones(1) if n == "bn.pre" else torch.eye(len(ACTS))[0])
                 else:
                     args.append(torch.ones(2) if n == "bn.pre" else torch.eye(len(ACTS))[[0, 1]])
-                    dyn[n] = {0: "batch"}
+                    dyn[n] = {0: "segments"}
                 continue
             site = n.split(".", 1)[1].rsplit(".", 1)[0]
             part = n.rsplit(".", 1)[1]
             example, rank_axis = _example(site, part, widths, H, one)
             args.append(example)
-            dyn[n] = ({} if one else {0: "batch"}) | (
+            dyn[n] = ({} if one else {0: "segments"}) | (
                 {} if rank_axis is None else {rank_axis: f"rank.{n.rsplit('.', 1)[0]}"}
             )
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -175,7 +179,7 @@ def _widths(H: int, inter: int) -> dict[str, tuple[int, int]]:
 
 
 def _example(site: str, part: str, widths, H: int, one: bool) -> tuple[torch.Tensor, int | None]:
-    """An example input for the export and the axis of its rank: per row [2, ...] (`per_row_inputs`), or one
+    """An example input for the export and the axis of its rank: per segment [2, ...] (`per_row_inputs`), or one
     adapter's (`one_adapter_inputs`); both hold the weights as stored."""
     r, B = 2, 2
     fan_in, fan_out = widths.get(site, (H, H))
@@ -212,7 +216,7 @@ class OnnxRuntime:
             self.paths = quantize(self.paths, cfg.intermediate_size)
         self._layers, self._hidden, self._inter = cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size
         self._widths = _widths(cfg.hidden_size, cfg.intermediate_size)
-        self._names = {v: input_names(self._layers, lora, bn) for v, (lora, bn, _) in VARIANTS.items()}
+        self._names = {v: input_names(self._layers, lora, bn, one) for v, (lora, bn, one) in VARIANTS.items()}
         self._sessions: dict = {}
         self._packs: dict[int, tuple] = {}  # id(adapter) -> (weakref to it, {"pack": its pack, variant: its inputs})
         self._lock = threading.Lock()  # creates each variant's session once
