@@ -201,8 +201,9 @@ class DeltaEncoder(torch.nn.Module):
                     [torch.matmul(torch.matmul(xr, a.transpose(1, 2)), b.transpose(1, 2)) for a, b in deltas], 2
                 )
                 qkv = qkv + real(d, 3 * H)
-            # to heads: [N, 3, nh, hd] -> rows [B, T, 3, nh, hd] -> [3, B, nh, T, hd]; q @ k^T as one fused matmul
-            q, kk, v = rows(qkv.reshape(-1, 3, nh, hd)).permute(2, 0, 3, 1, 4).unbind(0)
+            # to heads: rows [B, T, 3H] -> [B, T, 3, nh, hd] -> [3, B, nh, T, hd]; q @ k^T as one fused matmul. (The
+            # Gather straight from [N, 3, nh, hd] gave the same speed and about 30 MB more peak memory at 32 rows.)
+            q, kk, v = rows(qkv).unflatten(2, (3, nh, hd)).permute(2, 0, 3, 1, 4).unbind(0)
             probs = torch.softmax(torch.matmul(q, kk.transpose(2, 3)) * scale + key_bias, dim=-1)
             ctx = real(torch.matmul(probs, v).transpose(1, 2), H)
             x = sub(lin(ctx, att.output.dense, "attention.output.dense", H), x, att.output.LayerNorm, "mh")

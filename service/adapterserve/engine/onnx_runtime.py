@@ -27,8 +27,9 @@ from .onnx_inputs import one_adapter_inputs, pack, per_row_inputs
 log = logging.getLogger(__name__)
 
 # 2: graph variants; bottleneck input and activation per row (bn.pre, bn.act). 3: unpadded.
-# 4: `slots` [B, T]; weights as stored; bottleneck biases [., 1, .]. 5: per-row variants take them per segment
-GRAPH_VERSION = "5"
+# 4: `slots` [B, T]; weights as stored; bottleneck biases [., 1, .]. 5: per-row variants take them per segment.
+# 6: q, k, v to heads from rows [B, T, 3H] again (less peak memory)
+GRAPH_VERSION = "6"
 
 
 def cache_root(folder: str = "") -> Path:
