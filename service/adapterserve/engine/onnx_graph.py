@@ -2,7 +2,8 @@
 
 Each layer takes, per row, a LoRA pair at each of its six linear sites (A [B, r, in], B*scale [B, out, r]) and a
 bottleneck at each of its two sub-layer sites (down [B, r, H], down bias [B, 1, r], up*scale [B, H, r], up
-bias*scale [B, 1, H]): the weights as stored, so that a batch's inputs are plain copies of them. A row without an
+bias*scale [B, 1, H]): the weights as stored. The per-row variants take them per segment, [S, ...], with an `owner`
+input [B] that gives each row its segment's, so a batch's inputs are one stack of each adapter's. A row without an
 adapter, or whose adapter does not use a site, gets zeros there, which is exact: a zero LoRA adds nothing, and with
 zero up-weights the bottleneck sub-layer below reduces to the pretrained LN(h + inp). The bottleneck is AdapterHub's
 with residual_before_ln=True, original_ln_after=True and no adapter LayerNorms, at either site:
@@ -105,7 +106,6 @@ class DeltaEncoder(torch.nn.Module):
         x = m.embeddings(input_ids=ids, token_type_ids=types)
         if self.bb._project is not None:  # ELECTRA with embedding_size != hidden_size (Backbone.encode does too)
             x = self.bb._project(x)
-        B, T, _ = x.shape
         H = self.bb.info.hidden_size  # a constant in the graph (LayerNorm's shape must be one)
         nh = self.bb._heads
         hd = H // nh
@@ -138,7 +138,7 @@ class DeltaEncoder(torch.nn.Module):
         if self.bn and self.one:  # [1] and [len(ACTS)]: the adapter's, for every token
             pre, acts = w[k], [w[k + 1][j] for j in range(len(ACTS))]
             k += 2
-        elif self.bn:  # [B] and [B, len(ACTS)]: each row's; bn.pre goes to the tokens once, [N, 1]
+        elif self.bn:  # [S] and [S, len(ACTS)], each row's by owner; bn.pre goes to the tokens once, [N, 1]
             pre = real(own(w[k])[:, None, None] * torch.ones_like(mask, dtype=x.dtype)[:, :, None], 1)
             onehot = own(w[k + 1])
             acts = [onehot[:, j].view(-1, 1, 1) for j in range(len(ACTS))]

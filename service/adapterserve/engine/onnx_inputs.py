@@ -1,5 +1,5 @@
-"""The graph's adapter inputs (onnx_graph.py): per row for a batch of several adapters, or one adapter's weights
-as stored for a batch whose rows all have it (the "1" variants)."""
+"""The graph's adapter inputs (onnx_graph.py): per segment, with each row's segment, for a batch of several
+adapters, or one adapter's weights as stored for a batch whose rows all have it (the "1" variants)."""
 
 from __future__ import annotations
 
@@ -62,13 +62,12 @@ def per_row_inputs(
             if shape not in zeros:
                 zeros[shape] = torch.zeros(shape)
             return zeros[shape]
-        if tuple(part.shape) == shape:
-            return part
-        return torch.cat([part, part.new_zeros(*shape[:-1], shape[-1] - part.shape[-1])], dim=-1)
+        if tuple(part.shape) != shape:  # a rank below the batch's (whichever axis holds it): zeros after it
+            for dim, size in enumerate(shape):
+                part = pad_to(part, size, dim)
+        return part
 
-    def stack(parts: list, shape: tuple[int, ...], rank_axis: int | None = None) -> np.ndarray:
-        if rank_axis == 0:  # a rank below the batch's along the first axis: pad along it
-            parts = [p if p is None or p.shape[0] == shape[0] else pad_to(p, shape[0], 0) for p in parts]
+    def stack(parts: list, shape: tuple[int, ...]) -> np.ndarray:
         return torch.stack([fit(p, shape) for p in parts]).numpy()
 
     def rank(parts: list, axis: int) -> int:
@@ -86,7 +85,7 @@ def per_row_inputs(
             a = [None if lo is None else lo[0] for lo in los]
             b = [None if lo is None else lo[1] for lo in los]
             r = rank(a, 0)
-            out += [stack(a, (r, fan_in), 0), stack(b, (fan_out, r))]
+            out += [stack(a, (r, fan_in)), stack(b, (fan_out, r))]
         for site in BN_SITES if bottleneck else ():
             bns = [p.get((i, site)) for p in packs]
             dw, db, uw, ub = ([None if bn is None else bn[j] for bn in bns] for j in range(4))
@@ -94,7 +93,7 @@ def per_row_inputs(
             # the biases as [S, 1, .]: they broadcast over a row's positions in the graph without an Unsqueeze node
             db = [None if t is None else t.unsqueeze(0) for t in db]
             ub = [None if t is None else t.unsqueeze(0) for t in ub]
-            out += [stack(dw, (r, hidden), 0), stack(db, (1, r)), stack(uw, (hidden, r)), stack(ub, (1, hidden))]
+            out += [stack(dw, (r, hidden)), stack(db, (1, r)), stack(uw, (hidden, r)), stack(ub, (1, hidden))]
     return out
 
 
