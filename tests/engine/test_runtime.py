@@ -129,7 +129,7 @@ def test_onnx_packs_each_adapter_once_and_forgets_it_with_the_adapter(tiny_backb
         first, _ = runtime.encode(ids, mask, types, plan)
         again, _ = runtime.encode(ids, mask, types, plan)
         want, _ = tiny_backbone.encode(ids, mask, types, plan)
-    assert len(calls) == 1 and runtime.by_graph["bn"] == 2  # packed once, reused by the second batch
+    assert len(calls) == 1 and runtime.by_graph["bno"] == 2  # packed once, reused by the second batch
     real = mask.bool()
     assert torch.equal(first, again) and torch.allclose(first[real], want[real], atol=1e-4)
     assert not first[~real].any()  # the unpadded graph leaves zeros at the padding, which nothing reads
@@ -153,7 +153,7 @@ def test_a_batch_of_one_adapter_runs_its_weights_as_stored_on_the_one_adapter_gr
     lora = load_adapter(golden("peft_lora_all_dense")[0], tiny_backbone.shape)
     ids, mask, types = _two_rows(tiny_backbone)
     real = mask.bool()
-    for adapter, graph in ((bn, "bn1"), (lora, "delta1")):
+    for adapter, graph in ((bn, "bno1"), (lora, "delta1")):
         plan = AdapterBatch.from_row_adapters([adapter, adapter])
         assert onnx_graph.variant(plan) == graph
         with torch.inference_mode():
@@ -161,7 +161,7 @@ def test_a_batch_of_one_adapter_runs_its_weights_as_stored_on_the_one_adapter_gr
             want, _ = tiny_backbone.encode(ids, mask, types, plan)
         assert runtime.by_graph[graph] == 1
         assert torch.allclose(got[real], want[real], atol=1e-4), (got[real] - want[real]).abs().max()
-    feed = runtime._cached(bn)["bn1"]
+    feed = runtime._cached(bn)["bno1"]
     site = bn.bottleneck[(0, "output")]
     assert np.shares_memory(feed["l0.output.dw"], site.down_weight.numpy())  # the stored tensor itself
     mixed = AdapterBatch.from_row_adapters([bn, lora])
@@ -203,13 +203,20 @@ def test_a_mixed_batch_feeds_weights_per_segment_and_matches_torch(tiny_backbone
     rows = tokenize(tiny_backbone.tokenizer, ["a", "b c", "d e f", "g h i j", "k l m n o"], None, 64, True)
     ids, mask, types = pad(rows, 0, tiny_backbone.device)
     real = mask.bool()
-    cases = (([seq, seq, None, swish, double], "bn"), ([seq, None, patterns, ffn, leave_out], "delta"))
+    cases = (
+        ([seq, seq, None, swish, double], "bn"),
+        ([seq, None, swish, swish, seq], "bno"),  # output sites only: the graph without the "mh" inputs
+        ([seq, None, patterns, ffn, leave_out], "delta"),
+    )
     for row_adapters, graph in cases:
         plan = AdapterBatch.from_row_adapters(row_adapters)
         assert onnx_graph.variant(plan) == graph
         feed = runtime._adapter_feed(plan, graph)
         assert feed["owner"].tolist() == [i for i, s in enumerate(plan.segments) for _ in range(s.stop - s.start)]
-        for site in ((i, s) for i in range(tiny_backbone.shape.num_layers) for s in ("mh", "output")):
+        sites = onnx_graph.VARIANTS[graph][1]
+        assert graph == "bno" or sites == ("mh", "output")
+        assert not any(".mh." in name for name in feed) if graph == "bno" else "l0.mh.dw" in feed
+        for site in ((i, s) for i in range(tiny_backbone.shape.num_layers) for s in sites):
             dw = feed[f"l{site[0]}.{site[1]}.dw"]
             ranks = [
                 s.adapter.bottleneck[site].down_weight.shape[0]

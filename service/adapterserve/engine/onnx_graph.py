@@ -15,12 +15,12 @@ options, bias sites, the pooler's or embeddings' sites, other kinds) runs on tor
 The token-wise work runs on the real tokens only (DeltaEncoder's docstring); padding costs only attention.
 
 The graph comes in variants by which inputs it has (VARIANTS): a batch runs on the smallest one that covers its
-sites, so a batch of bottleneck adapters does not pay for 36 LoRA sites' zero matmuls, nor an embeddings batch for
-any. A batch whose rows all have one adapter (every one-row pass, and per-adapter traffic) runs on a "1" variant:
-its inputs are that adapter's weights as stored, with no row axis, and its matmuls run on the real tokens like the
-backbone's, with none of the per-row variant's moves into rows and back. Which variant never depends on which
-adapters exist, only on the kinds of sites the batch uses and whether its rows share one adapter. The inputs
-themselves are built in onnx_inputs.py.
+sites, so a batch of bottleneck adapters does not pay for 36 LoRA sites' zero matmuls, a batch of `seq_bn` ones for
+the attention sites' moves into rows and back, nor an embeddings batch for any. A batch whose rows all have one
+adapter (every one-row pass, and per-adapter traffic) runs on a "1" variant: its inputs are that adapter's weights
+as stored, with no row axis, and its matmuls run on the real tokens like the backbone's, with none of the per-row
+variant's moves into rows and back. Which variant never depends on which adapters exist, only on the kinds of sites
+the batch uses and whether its rows share one adapter. The inputs themselves are built in onnx_inputs.py.
 """
 
 from __future__ import annotations
@@ -46,13 +46,17 @@ ACT_INDEX = {name: i for i, names in enumerate(GRAPH_ACTS) for name in names}
 ACTS = tuple(get_activation(names[0]) for names in GRAPH_ACTS)  # the functions the torch path uses
 
 
-# name -> (LoRA inputs, bottleneck inputs, one adapter for every row: weights without a row axis)
-VARIANTS: dict[str, tuple[bool, bool, bool]] = {
-    "plain": (False, False, False),
-    "bn1": (False, True, True),
-    "bn": (False, True, False),
-    "delta1": (True, True, True),
-    "delta": (True, True, False),
+# name -> (LoRA inputs, the bottleneck sites with inputs, one adapter for every row: weights without a row axis).
+# "bno" has the output site only: AdapterHub's default `seq_bn` (Pfeiffer) and what `adapterserve train` writes use
+# no other, and a per-row site costs two moves of [N, H] into rows and back even when its weights are zeros.
+VARIANTS: dict[str, tuple[bool, tuple[str, ...], bool]] = {
+    "plain": (False, (), False),
+    "bno1": (False, ("output",), True),
+    "bno": (False, ("output",), False),
+    "bn1": (False, BN_SITES, True),
+    "bn": (False, BN_SITES, False),
+    "delta1": (True, BN_SITES, True),
+    "delta": (True, BN_SITES, False),
 }
 
 
@@ -60,7 +64,7 @@ BASE_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "tokens", "slots
 BASE = len(BASE_INPUTS)
 
 
-def input_names(layers: int, lora: bool = True, bn: bool = True, one: bool = False) -> list[str]:
+def input_names(layers: int, lora: bool = True, bn: tuple[str, ...] = BN_SITES, one: bool = False) -> list[str]:
     names = list(BASE_INPUTS)
     if (lora or bn) and layers and not one:
         names.append("owner")  # per row: each row's segment; the weights below come per segment
@@ -69,8 +73,7 @@ def input_names(layers: int, lora: bool = True, bn: bool = True, one: bool = Fal
     for i in range(layers):
         if lora:
             names += [f"l{i}.{s}.{p}" for s in LINEAR_SITES for p in ("a", "b")]
-        if bn:
-            names += [f"l{i}.{s}.{p}" for s in BN_SITES for p in ("dw", "db", "uw", "ub")]
+        names += [f"l{i}.{s}.{p}" for s in bn for p in ("dw", "db", "uw", "ub")]
     return names
 
 
@@ -80,13 +83,16 @@ def variant(plan: AdapterBatch) -> str:
     if not used:
         return "plain"
     # layer LoRA needs the LoRA inputs (the pooler's runs on torch after the graph)
-    name = "delta" if any(k[0] >= 0 for a in used for k in a.lora) else "bn"
+    if any(k[0] >= 0 for a in used for k in a.lora):
+        name = "delta"
+    else:
+        name = "bno" if all(site == "output" for a in used for _, site in a.bottleneck) else "bn"
     return name + "1" if len(plan.segments) == 1 else name  # one segment: every row has the one adapter
 
 
 class DeltaEncoder(torch.nn.Module):
-    """Backbone.encode with dense per-row adapter inputs: LoRA pairs if `lora`, bottlenecks if `bn` (neither: the
-    plain encoder, no extra inputs).
+    """Backbone.encode with dense per-row adapter inputs: LoRA pairs if `lora`, bottlenecks at the sites `bn` names
+    (neither: the plain encoder, no extra inputs).
 
     The token-wise work (every linear layer, LayerNorm and the FFN: nearly all of the FLOPs) runs on the batch's
     real tokens only, [N, H] with N = mask.sum(), not on [B, T, H] with its padding. Two index inputs move between
@@ -96,9 +102,10 @@ class DeltaEncoder(torch.nn.Module):
     masks it as a key, and what lands at a padding position is dropped when the real tokens are taken out.
     """
 
-    def __init__(self, backbone, lora: bool, bn: bool, one: bool = False):
+    def __init__(self, backbone, lora: bool, bn: tuple[str, ...], one: bool = False):
         super().__init__()
-        self.m, self.bb, self.lora, self.bn, self.one = backbone.model, backbone, lora, bn, one
+        self.m, self.bb, self.lora, self.one = backbone.model, backbone, lora, one
+        self.bn_sites, self.bn = tuple(bn), bool(bn)
         self.inter = backbone.model.config.intermediate_size
 
     def forward(self, ids, mask, types, tokens, slots, *w):
@@ -153,7 +160,7 @@ class DeltaEncoder(torch.nn.Module):
                     lo[s] = (own(w[k]), own(w[k + 1]))
                     k += 2
             if self.bn:
-                for s in BN_SITES:
+                for s in self.bn_sites:
                     bn[s] = [own(wt) for wt in w[k : k + 4]]
                     k += 4
 

@@ -43,7 +43,7 @@ def per_row_inputs(
     hidden: int,
     widths: dict[str, tuple[int, int]],
     lora: bool = True,
-    bottleneck: bool = True,
+    bottleneck: tuple[str, ...] = BN_SITES,
     pack_of=pack,
 ) -> list[np.ndarray]:
     """The per-row graph's adapter inputs for this batch, in input_names order: `owner` [B], each row's segment,
@@ -86,7 +86,7 @@ def per_row_inputs(
             b = [None if lo is None else lo[1] for lo in los]
             r = rank(a, 0)
             out += [stack(a, (r, fan_in)), stack(b, (fan_out, r))]
-        for site in BN_SITES if bottleneck else ():
+        for site in bottleneck:
             bns = [p.get((i, site)) for p in packs]
             dw, db, uw, ub = ([None if bn is None else bn[j] for bn in bns] for j in range(4))
             r = rank(dw, 0)
@@ -98,7 +98,7 @@ def per_row_inputs(
 
 
 def one_adapter_inputs(
-    packed: dict, layers: int, hidden: int, widths: dict[str, tuple[int, int]], lora: bool, bn: bool
+    packed: dict, layers: int, hidden: int, widths: dict[str, tuple[int, int]], lora: bool, bn: tuple[str, ...]
 ):
     """A "1" variant's adapter inputs, in input_names order, from one adapter's pack: its weights as stored, passed
     to the graph without a copy where the pack holds the tensors themselves; zeros of rank 1 at the sites it does
@@ -117,7 +117,7 @@ def one_adapter_inputs(
             lo = packed.get((i, site))
             zeros = ((1, fan_in), (fan_out, 1))
             out += [arr(t) for t in lo] if lo else [np.zeros(shape, np.float32) for shape in zeros]
-        for site in BN_SITES if bn else ():
+        for site in bn:
             site_bn = packed.get((i, site))
             if site_bn:
                 out += [arr(t) for t in site_bn]
