@@ -38,8 +38,33 @@ def _phases(results: dict, strategy: str) -> list[dict]:
     return (results.get(strategy) or {}).get("phases", [])
 
 
+def _rounds(results: dict, strategy: str, n: int, dist: str) -> list[dict]:
+    """Every window of n adapters with this traffic at the main concurrency: one per round (run.Config.mix_rounds)."""
+    conc = results["config"]["concurrency"]
+    return [
+        r
+        for r in _phases(results, strategy)
+        if r["adapters"] == n and r["dist"] == dist and r.get("concurrency", conc) == conc
+    ]
+
+
+def _merge(recs: list[dict]) -> dict:
+    """One record for several rounds' windows: the mean of each number, the first window's other fields."""
+    if len(recs) == 1:
+        return recs[0]
+    out = dict(recs[0])
+    for k, v in recs[0].items():
+        vals = [r.get(k) for r in recs]
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and all(isinstance(x, (int, float)) for x in vals):
+            out[k] = sum(vals) / len(vals)
+    out["rounds"] = len(recs)
+    return out
+
+
 def _find(results: dict, strategy: str, n: int, dist: str) -> dict | None:
-    return next((r for r in _phases(results, strategy) if r["adapters"] == n and r["dist"] == dist), None)
+    """n adapters with this traffic, its rounds' windows merged (_merge)."""
+    recs = _rounds(results, strategy, n, dist)
+    return _merge(recs) if recs else None
 
 
 def _single(results: dict, r: dict) -> bool:
@@ -102,19 +127,25 @@ def targets(results: dict) -> list[dict]:
         rt = default if strategy == "mixed" else "torch"
         for n, need in ((mid, 0.95), (512, 0.95)):
             for dist in ("uniform", "zipf"):
-                r = _find(results, strategy, n, dist)
-                if r is None:
+                recs = _rounds(results, strategy, n, dist)
+                pairs = [(r, *bracket(results, strategy, r)) for r in recs]
+                pairs = [(r, ref, around) for r, ref, around in pairs if ref]
+                if not pairs:
                     continue
-                ref, around = bracket(results, strategy, r)
-                if not ref:
-                    continue
-                ratio = r["seq_per_s"] / ref
+                # each window against the single-adapter windows right around it, pooled over the rounds
+                mixed = sum(r["seq_per_s"] for r, _, _ in pairs) / len(pairs)
+                ref = sum(ref for _, ref, _ in pairs) / len(pairs)
+                ratio = mixed / ref
+                around = list({id(a): a for _, _, ar in pairs for a in ar}.values())
+                by_round = ", ".join(f"{r['seq_per_s'] / rf:.3f}" for r, rf, _ in pairs)
+                per_round = f"; by round {by_round}" if len(pairs) > 1 else ""
                 add(
                     f"mixed, {n} adapters ({dist}) vs 1 adapter, {rt} runtime",
                     f">= {need}x",
-                    f"{ratio:.3f}x ({_f(r['seq_per_s'])} vs {_f(ref)} seq/s, the single-adapter phases around it)",
+                    f"{ratio:.3f}x ({_f(mixed)} vs {_f(ref)} seq/s, the single-adapter windows around each of its "
+                    f"{len(pairs)} windows{per_round})",
                     ratio >= need,
-                    why_mixed(results, r, around),
+                    why_mixed(results, _merge([r for r, _, _ in pairs]), around),
                     ratio,
                 )
     peers = (results.get("peers") or {}).get("servers", {})
@@ -596,10 +627,18 @@ def render(results: dict) -> str:
             else "(httpx). "
         )
         + f"Closed loop: {cfg['concurrency']} workers, each sends its next request as soon as the last is "
-        f"answered; {cfg['warmup']:g} s warm-up, then {cfg['duration']:g} s measured per phase; throughput counts "
-        "whole batches (from the end of the first burst of answers in the window to the end of the last). "
-        "Every multi-adapter phase sits between two single-adapter phases and its ratio uses their mean, so "
-        "drift cancels. Open loop: Poisson arrivals at a fixed rate, latency from the scheduled send time, "
+        f"answered; {cfg['warmup']:g} s warm-up before each window, then "
+        + (
+            f"{cfg['duration']:g} s measured per traffic mix: each adapter count's phases run in {rounds} rounds of "
+            f"{cfg['duration'] / rounds:g}-s windows (its traffic mixes, then 1 adapter again), after a first "
+            "single-adapter window"
+            if (rounds := cfg.get("mix_rounds", 1)) > 1
+            else f"{cfg['duration']:g} s measured per phase"
+        )
+        + "; throughput counts whole batches (from the end of the first burst of answers in the window to the end "
+        "of the last). Every multi-adapter window sits between two single-adapter windows and is compared with "
+        "their mean, so drift cancels; a ratio pools its rounds. Open loop: Poisson arrivals at a fixed rate, "
+        "latency from the scheduled send time, "
         f"{cfg.get('open_duration', cfg['duration']):g} s measured per rate. "
         "Every adapter of a phase is loaded (one request each) before it starts. Batch statistics come from the "
         "server's /metrics histograms scraped at the window's edges; peak RSS is sampled every 0.25 s.",

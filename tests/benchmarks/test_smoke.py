@@ -12,7 +12,7 @@ from adapterserve.formats.registry import load_adapter
 from benchmarks import load as L
 from benchmarks.adapters import AdapterSpec, adapter_names, build_store, write_adapter
 from benchmarks.corpus import load_texts, long_texts
-from benchmarks.report import render, summary_table, targets
+from benchmarks.report import _find, render, summary_table, targets
 from benchmarks.run import Config, _scrape_once, batch_stats, cold_spec, phase_record
 from benchmarks.server import (
     Histogram,
@@ -285,6 +285,39 @@ def test_report_renders_from_a_minimal_result():
     assert "SHORT" in summary_table(results)
     # the environment the run gave the servers, as recorded (not a fixed description)
     assert "ADAPTERSERVE_BATCHING=mixed|per_adapter, ADAPTERSERVE_MAX_WAIT_MS=7, OMP_NUM_THREADS=1" in doc
+
+
+def test_mixed_ratios_pool_rounds_each_against_the_single_windows_around_it():
+    """Rounds of [mix, 1 adapter] (run.Config.mix_rounds): each mixed window is compared with the single-adapter
+    windows right around it, and the target pools the rounds; a drift between rounds cancels."""
+    conc = Config().concurrency
+
+    def rec(label, n, dist, seq):
+        return {
+            "label": label,
+            "strategy": "mixed",
+            "adapters": n,
+            "dist": dist,
+            "concurrency": conc,
+            "seq_per_s": seq,
+            "req_per_s": seq,
+        }
+
+    # the machine is 20% faster in round 2; the mixed windows stay at 0.95x the single ones around them
+    phases = [
+        rec("1 adapter", 1, "single", 100.0),
+        rec("1 adapter, C=128", 1, "single", 300.0) | {"concurrency": 128},  # not a reference: another depth
+        rec("64 uniform, round 1", 64, "uniform", 95.0),
+        rec("1 adapter (after 64, round 1)", 1, "single", 100.0),
+        rec("64 uniform, round 2", 64, "uniform", 104.5),
+        rec("1 adapter (after 64, round 2)", 1, "single", 120.0),
+    ]
+    results = {"config": vars(Config()), "mixed": {"phases": phases}}
+    (t,) = [t for t in targets(results) if t["target"].startswith("mixed, 64 adapters (uniform)")]
+    # against the mean of every single-adapter window it would be 99.75 / 106.7 = 0.935
+    assert t["ratio"] == pytest.approx(0.95) and t["status"] == "PASS"
+    assert "by round 0.950, 0.950" in t["measured"] and "2 windows" in t["measured"]
+    assert _find(results, "mixed", 64, "uniform")["seq_per_s"] == pytest.approx(99.75)  # the rounds' mean
 
 
 @pytest.mark.slow
