@@ -53,9 +53,10 @@ def _merge(recs: list[dict]) -> dict:
     if len(recs) == 1:
         return recs[0]
     out = dict(recs[0])
-    for k, v in recs[0].items():
+    for k in recs[0]:
         vals = [r.get(k) for r in recs]
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and all(isinstance(x, (int, float)) for x in vals):
+        numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vals)
+        if numbers and len(set(vals)) > 1:  # equal ones (the adapter count, the concurrency) stay as they are
             out[k] = sum(vals) / len(vals)
     out["rounds"] = len(recs)
     return out

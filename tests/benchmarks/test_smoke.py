@@ -317,7 +317,9 @@ def test_mixed_ratios_pool_rounds_each_against_the_single_windows_around_it():
     # against the mean of every single-adapter window it would be 99.75 / 106.7 = 0.935
     assert t["ratio"] == pytest.approx(0.95) and t["status"] == "PASS"
     assert "by round 0.950, 0.950" in t["measured"] and "2 windows" in t["measured"]
-    assert _find(results, "mixed", 64, "uniform")["seq_per_s"] == pytest.approx(99.75)  # the rounds' mean
+    merged = _find(results, "mixed", 64, "uniform")
+    assert merged["seq_per_s"] == pytest.approx(99.75)  # the rounds' mean
+    assert merged["adapters"] == 64 and isinstance(merged["adapters"], int)  # equal fields stay as they were
 
 
 @pytest.mark.slow

@@ -213,6 +213,8 @@ def test_a_mixed_batch_feeds_weights_per_segment_and_matches_torch(tiny_backbone
         assert onnx_graph.variant(plan) == graph
         feed = runtime._adapter_feed(plan, graph)
         assert feed["owner"].tolist() == [i for i, s in enumerate(plan.segments) for _ in range(s.stop - s.start)]
+        weights = [a for name, a in feed.items() if name.startswith("l")]
+        assert len({id(a.base) for a in weights}) == 1  # views of one buffer: one torch.cat per batch
         sites = onnx_graph.VARIANTS[graph][1]
         assert graph == "bno" or sites == ("mh", "output")
         assert not any(".mh." in name for name in feed) if graph == "bno" else "l0.mh.dw" in feed

@@ -3,6 +3,8 @@ adapters, or one adapter's weights as stored for a batch whose rows all have it 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -31,6 +33,12 @@ def pack(adapter: Adapter) -> dict:
     cfg = adapter.bottleneck_config if adapter.bottleneck else None
     out["pre"] = float(cfg is None or cfg.original_ln_before)
     out["act"] = ACT_INDEX[cfg.non_linearity.lower()] if cfg is not None else 0
+    # per site, each input flattened (views), with the shape the per-row feed places it at ([1, .] for a bias)
+    out["flat"] = {
+        key: tuple((t.reshape(-1), (1, t.shape[0]) if t.dim() == 1 else tuple(t.shape)) for t in tensors)
+        for key, tensors in out.items()
+        if isinstance(key, tuple)
+    }
     return out
 
 
@@ -48,52 +56,69 @@ def per_row_inputs(
 ) -> list[np.ndarray]:
     """The per-row graph's adapter inputs for this batch, in input_names order: `owner` [B], each row's segment,
     then per site each segment's weights as stored, stacked [S, ...]; the graph gives each row its segment's (a
-    Gather, in ONNX Runtime's C++). One torch.stack per input: this runs on the inference thread for every mixed
-    batch, and copying each segment's weights into its rows from Python cost 8.6 ms per pass of 32 rows of
-    MiniLM bottlenecks (docs/runtimes.md). A site's rank is the largest of the batch's adapters there; a smaller
-    one, or a segment without the site, is padded with zeros, which add nothing. `pack_of(adapter)` gives an
-    adapter's packed sites (pack, or a runtime's cache of it)."""
+    Gather, in ONNX Runtime's C++). A site's rank is the largest of the batch's adapters there; a smaller one, or a
+    segment without the site, is padded with zeros, which add nothing. `pack_of(adapter)` gives an adapter's packed
+    sites (pack, or a runtime's cache of it).
+
+    Every stack comes out of one torch.cat, into one buffer the inputs are views of. This runs on the inference
+    thread for every mixed batch, and each torch op gives up the GIL and must take it back: under load the event
+    loop holds it meanwhile, and the feed's 26 stacks per MiniLM batch took twice their CPU time in wall time
+    (docs/runtimes.md)."""
     segs = plan.segments
     packs = [NO_ADAPTER if s.adapter is None else pack_of(s.adapter) for s in segs]
-    zeros: dict[tuple, torch.Tensor] = {}
+    zeros: dict[int, torch.Tensor] = {}
+    parts: list[torch.Tensor] = []  # input by input, segment by segment: each input's [S, ...] is one run
+    shapes: list[tuple[int, ...]] = []
 
-    def fit(part: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
-        if part is None:
-            if shape not in zeros:
-                zeros[shape] = torch.zeros(shape)
-            return zeros[shape]
-        if tuple(part.shape) != shape:  # a rank below the batch's (whichever axis holds it): zeros after it
-            for dim, size in enumerate(shape):
-                part = pad_to(part, size, dim)
-        return part
+    def place(site_parts: list, j: int, shape: tuple[int, ...]) -> None:
+        """Input j of a site, every segment's, flat; `site_parts` holds each segment's pack["flat"] entry or None."""
+        size = math.prod(shape)
+        for entry in site_parts:
+            if entry is None:
+                if size not in zeros:
+                    zeros[size] = torch.zeros(size)
+                parts.append(zeros[size])
+                continue
+            flat, own = entry[j]
+            if own == shape:
+                parts.append(flat)
+            else:  # a rank below the batch's (whichever axis holds it): zeros after it
+                part = flat.view(own)
+                for dim, n in enumerate(shape):
+                    part = pad_to(part, n, dim)
+                parts.append(part.reshape(-1))
+        shapes.append(shape)
 
-    def stack(parts: list, shape: tuple[int, ...]) -> np.ndarray:
-        return torch.stack([fit(p, shape) for p in parts]).numpy()
-
-    def rank(parts: list, axis: int) -> int:
-        return max([p.shape[axis] for p in parts if p is not None], default=1)
+    def rank(site_parts: list, j: int, axis: int) -> int:
+        return max([e[j][1][axis] for e in site_parts if e is not None], default=1)
 
     owner = np.repeat(np.arange(len(segs), dtype=np.int64), [s.stop - s.start for s in segs])
     out: list[np.ndarray] = [owner]
     if bottleneck:
         out.append(np.array([p["pre"] for p in packs], dtype=np.float32))
         out.append(np.eye(len(ACTS), dtype=np.float32)[[p["act"] for p in packs]])
+    flats = [p.get("flat", {}) for p in packs]
     for i in range(layers):
         for site in LINEAR_SITES if lora else ():
             fan_in, fan_out = widths[site]
-            los = [p.get((i, site)) for p in packs]
-            a = [None if lo is None else lo[0] for lo in los]
-            b = [None if lo is None else lo[1] for lo in los]
-            r = rank(a, 0)
-            out += [stack(a, (r, fan_in)), stack(b, (fan_out, r))]
+            los = [f.get((i, site)) for f in flats]
+            r = rank(los, 0, 0)
+            place(los, 0, (r, fan_in))
+            place(los, 1, (fan_out, r))
         for site in bottleneck:
-            bns = [p.get((i, site)) for p in packs]
-            dw, db, uw, ub = ([None if bn is None else bn[j] for bn in bns] for j in range(4))
-            r = rank(dw, 0)
+            bns = [f.get((i, site)) for f in flats]
+            r = rank(bns, 0, 0)
             # the biases as [S, 1, .]: they broadcast over a row's positions in the graph without an Unsqueeze node
-            db = [None if t is None else t.unsqueeze(0) for t in db]
-            ub = [None if t is None else t.unsqueeze(0) for t in ub]
-            out += [stack(dw, (r, hidden)), stack(db, (1, r)), stack(uw, (hidden, r)), stack(ub, (1, hidden))]
+            for j, shape in enumerate(((r, hidden), (1, r), (hidden, r), (1, hidden))):
+                place(bns, j, shape)
+    if not shapes:
+        return out
+    buf = torch.cat(parts).numpy()
+    offset, S = 0, len(segs)
+    for shape in shapes:
+        n = S * math.prod(shape)
+        out.append(buf[offset : offset + n].reshape(S, *shape))
+        offset += n
     return out
 
 
