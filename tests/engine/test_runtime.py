@@ -189,15 +189,16 @@ def test_a_mixed_batch_feeds_weights_per_segment_and_matches_torch(tiny_backbone
     from ..conftest import golden
 
     runtime = rt.make_runtime("onnx", tiny_backbone, cache=str(tmp_path))
-    seq, double, swish, leave_out, patterns, ffn = (
+    seq, double, swish, leave_out, patterns, ffn, rslora = (
         load_adapter(golden(case)[0], tiny_backbone.shape)
         for case in (
             "ah_seq_bn",  # rank 2
             "ah_double_seq_bn",  # rank 2, the bottleneck's input is h (bn.pre 0)
             "ah_act_swish",  # rank 8, another activation (bn.act)
             "ah_rf_dict_leave_out",  # rank 8, some layers without a bottleneck
-            "peft_lora_patterns",  # LoRA ranks 2, 4 and 8 by site
+            "peft_lora_patterns",  # LoRA ranks 2, 4 and 8 by site (query and value)
             "peft_lora_ffn",  # LoRA rank 4 on the FFN only
+            "peft_lora_rslora",  # LoRA on query and value, rank-stabilized scaling
         )
     )
     rows = tokenize(tiny_backbone.tokenizer, ["a", "b c", "d e f", "g h i j", "k l m n o"], None, 64, True)
@@ -207,6 +208,7 @@ def test_a_mixed_batch_feeds_weights_per_segment_and_matches_torch(tiny_backbone
         ([seq, seq, None, swish, double], "bn"),
         ([seq, None, swish, swish, seq], "bno"),  # output sites only: the graph without the "mh" inputs
         ([seq, None, patterns, ffn, leave_out], "delta"),
+        ([patterns, patterns, None, rslora, rslora], "lqv"),  # LoRA at query and value only: no other site's inputs
     )
     for row_adapters, graph in cases:
         plan = AdapterBatch.from_row_adapters(row_adapters)
@@ -215,9 +217,10 @@ def test_a_mixed_batch_feeds_weights_per_segment_and_matches_torch(tiny_backbone
         assert feed["owner"].tolist() == [i for i, s in enumerate(plan.segments) for _ in range(s.stop - s.start)]
         weights = [a for name, a in feed.items() if name.startswith("l")]
         assert len({id(a.base) for a in weights}) == 1  # views of one buffer: one torch.cat per batch
-        sites = onnx_graph.VARIANTS[graph][1]
-        assert graph == "bno" or sites == ("mh", "output")
-        assert not any(".mh." in name for name in feed) if graph == "bno" else "l0.mh.dw" in feed
+        lora_sites, sites = onnx_graph.VARIANTS[graph][:2]
+        assert graph == "bno" or sites == ("mh", "output") or graph == "lqv" and sites == ()
+        assert not any(".mh." in name for name in feed) if graph == "bno" else graph == "lqv" or "l0.mh.dw" in feed
+        assert {n.split(".", 1)[1].rsplit(".", 1)[0] for n in feed if n.endswith((".a", ".b"))} == set(lora_sites)
         for site in ((i, s) for i in range(tiny_backbone.shape.num_layers) for s in sites):
             dw = feed[f"l{site[0]}.{site[1]}.dw"]
             ranks = [

@@ -95,10 +95,15 @@ def test_logits_match_reference(case, runtime):
         if in_graph(plan):  # on the smallest graph variant that has the adapter's sites
             grew = {v for v, n in rt.by_graph.items() if n > by_graph_before[v]}
             assert grew == {variant(plan)}, (grew, variant(plan))
-            only_output = all(site == "output" for _, site in adapter.bottleneck)
-            assert variant(plan) == (
-                "delta1" if any(k[0] >= 0 for k in adapter.lora) else "bno1" if only_output else "bn1"
-            )
+            lora = {site for i, site in adapter.lora if i >= 0}
+            bn = {site for _, site in adapter.bottleneck}
+            if lora and (bn or not lora <= {"attention.self.query", "attention.self.value"}):
+                want = "delta1"
+            elif lora:
+                want = "lqv1"  # PEFT's default targets
+            else:
+                want = "bno1" if bn <= {"output"} else "bn1"
+            assert variant(plan) == want
         mixed = _logits(backbone, adapter, rows + rows, tagging, [adapter] * len(rows) + [None] * len(rows))
         for i, want in enumerate(exp["logits_batched"]):
             assert torch.allclose(mixed[i], torch.tensor(want), atol=TOL, rtol=0)

@@ -2,8 +2,9 @@
 
 Each layer takes, per row, a LoRA pair at each of its six linear sites (A [B, r, in], B*scale [B, out, r]) and a
 bottleneck at each of its two sub-layer sites (down [B, r, H], down bias [B, 1, r], up*scale [B, H, r], up
-bias*scale [B, 1, H]): the weights as stored. The per-row variants take them per segment, [S, ...], with an `owner`
-input [B] that gives each row its segment's, so a batch's inputs are one stack of each adapter's. A row without an
+bias*scale [B, 1, H]): the weights as stored. That is the variant with every site; the others have a subset
+(VARIANTS). The per-row variants take them per segment, [S, ...], with an `owner` input [B] that gives each row
+its segment's, so a batch's inputs are one stack of each adapter's. A row without an
 adapter, or whose adapter does not use a site, gets zeros there, which is exact: a zero LoRA adds nothing, and with
 zero up-weights the bottleneck sub-layer below reduces to the pretrained LN(h + inp). The bottleneck is AdapterHub's
 with residual_before_ln=True, original_ln_after=True and no adapter LayerNorms, at either site:
@@ -16,11 +17,12 @@ The token-wise work runs on the real tokens only (DeltaEncoder's docstring); pad
 
 The graph comes in variants by which inputs it has (VARIANTS): a batch runs on the smallest one that covers its
 sites, so a batch of bottleneck adapters does not pay for 36 LoRA sites' zero matmuls, a batch of `seq_bn` ones for
-the attention sites' moves into rows and back, nor an embeddings batch for any. A batch whose rows all have one
-adapter (every one-row pass, and per-adapter traffic) runs on a "1" variant: its inputs are that adapter's weights
-as stored, with no row axis, and its matmuls run on the real tokens like the backbone's, with none of the per-row
-variant's moves into rows and back. Which variant never depends on which adapters exist, only on the kinds of sites
-the batch uses and whether its rows share one adapter. The inputs themselves are built in onnx_inputs.py.
+the attention sites' moves into rows and back, a batch of query/value LoRA for the other four linear sites' and the
+bottlenecks', nor an embeddings batch for any. A batch whose rows all have one adapter (every one-row pass, and per-
+adapter traffic) runs on a "1" variant: its inputs are that adapter's weights as stored, with no row axis, and its
+matmuls run on the real tokens like the backbone's, with none of the per-row variant's moves into rows and back.
+Which variant never depends on which adapters exist, only on the sites the batch uses and whether its rows share one
+adapter. The inputs themselves are built in onnx_inputs.py.
 """
 
 from __future__ import annotations
@@ -46,17 +48,22 @@ ACT_INDEX = {name: i for i, names in enumerate(GRAPH_ACTS) for name in names}
 ACTS = tuple(get_activation(names[0]) for names in GRAPH_ACTS)  # the functions the torch path uses
 
 
-# name -> (LoRA inputs, the bottleneck sites with inputs, one adapter for every row: weights without a row axis).
-# "bno" has the output site only: AdapterHub's default `seq_bn` (Pfeiffer) and what `adapterserve train` writes use
-# no other, and a per-row site costs two moves of [N, H] into rows and back even when its weights are zeros.
-VARIANTS: dict[str, tuple[bool, tuple[str, ...], bool]] = {
-    "plain": (False, (), False),
-    "bno1": (False, ("output",), True),
-    "bno": (False, ("output",), False),
-    "bn1": (False, BN_SITES, True),
-    "bn": (False, BN_SITES, False),
-    "delta1": (True, BN_SITES, True),
-    "delta": (True, BN_SITES, False),
+QV = ("attention.self.query", "attention.self.value")  # PEFT's default LoRA targets for BERT-family models
+
+# name -> (the linear sites with LoRA inputs, the bottleneck sites with inputs, one adapter for every row: weights
+# without a row axis). A per-row site costs its moves into rows and back even where its weights are zeros, so the
+# common forms get graphs of their own: "bno", the output site only (AdapterHub's default `seq_bn`, and what
+# `adapterserve train` writes), and "lqv", LoRA at query and value only.
+VARIANTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
+    "plain": ((), (), False),
+    "bno1": ((), ("output",), True),
+    "bno": ((), ("output",), False),
+    "bn1": ((), BN_SITES, True),
+    "bn": ((), BN_SITES, False),
+    "lqv1": (QV, (), True),
+    "lqv": (QV, (), False),
+    "delta1": (LINEAR_SITES, BN_SITES, True),
+    "delta": (LINEAR_SITES, BN_SITES, False),
 }
 
 
@@ -64,30 +71,31 @@ BASE_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "tokens", "slots
 BASE = len(BASE_INPUTS)
 
 
-def input_names(layers: int, lora: bool = True, bn: tuple[str, ...] = BN_SITES, one: bool = False) -> list[str]:
+def input_names(
+    layers: int, lora: tuple[str, ...] = LINEAR_SITES, bn: tuple[str, ...] = BN_SITES, one: bool = False
+) -> list[str]:
     names = list(BASE_INPUTS)
     if (lora or bn) and layers and not one:
         names.append("owner")  # per row: each row's segment; the weights below come per segment
     if bn and layers:
         names += ["bn.pre", "bn.act"]
     for i in range(layers):
-        if lora:
-            names += [f"l{i}.{s}.{p}" for s in LINEAR_SITES for p in ("a", "b")]
+        names += [f"l{i}.{s}.{p}" for s in lora for p in ("a", "b")]
         names += [f"l{i}.{s}.{p}" for s in bn for p in ("dw", "db", "uw", "ub")]
     return names
 
 
 def variant(plan: AdapterBatch) -> str:
-    """The smallest graph variant for a batch in_graph accepts."""
+    """The smallest graph variant for a batch in_graph accepts: the one with the fewest sites among those that have
+    every site the batch's adapters use, per row or, when every row has the one adapter, its "1" form."""
     used = [s.adapter for s in plan.segments if s.adapter is not None]
-    if not used:
+    lora = {site for a in used for i, site in a.lora if i >= 0}  # the pooler's LoRA runs on torch after the graph
+    bn = {site for a in used for _, site in a.bottleneck}
+    if not lora and not bn:
         return "plain"
-    # layer LoRA needs the LoRA inputs (the pooler's runs on torch after the graph)
-    if any(k[0] >= 0 for a in used for k in a.lora):
-        name = "delta"
-    else:
-        name = "bno" if all(site == "output" for a in used for _, site in a.bottleneck) else "bn"
-    return name + "1" if len(plan.segments) == 1 else name  # one segment: every row has the one adapter
+    one = len(plan.segments) == 1  # one segment: every row has the one adapter
+    fits = [n for n, (ls, bs, o) in VARIANTS.items() if o == one and lora <= set(ls) and bn <= set(bs)]
+    return min(fits, key=lambda n: len(VARIANTS[n][0]) + len(VARIANTS[n][1]))
 
 
 class DeltaEncoder(torch.nn.Module):
@@ -102,9 +110,10 @@ class DeltaEncoder(torch.nn.Module):
     masks it as a key, and what lands at a padding position is dropped when the real tokens are taken out.
     """
 
-    def __init__(self, backbone, lora: bool, bn: tuple[str, ...], one: bool = False):
+    def __init__(self, backbone, lora: tuple[str, ...], bn: tuple[str, ...], one: bool = False):
         super().__init__()
-        self.m, self.bb, self.lora, self.one = backbone.model, backbone, lora, one
+        self.m, self.bb, self.one = backbone.model, backbone, one
+        self.lora_sites, self.lora = tuple(lora), bool(lora)
         self.bn_sites, self.bn = tuple(bn), bool(bn)
         self.inter = backbone.model.config.intermediate_size
 
@@ -155,10 +164,9 @@ class DeltaEncoder(torch.nn.Module):
         for layer in m.encoder.layer:
             lo = {}
             bn = {}
-            if self.lora:
-                for s in LINEAR_SITES:
-                    lo[s] = (own(w[k]), own(w[k + 1]))
-                    k += 2
+            for s in self.lora_sites:
+                lo[s] = (own(w[k]), own(w[k + 1]))
+                k += 2
             if self.bn:
                 for s in self.bn_sites:
                     bn[s] = [own(wt) for wt in w[k : k + 4]]
@@ -192,6 +200,13 @@ class DeltaEncoder(torch.nn.Module):
                 z = sum(a * f(u) for a, f in zip(acts, ACTS))
                 return ln(real(torch.matmul(z, uw.transpose(1, 2)) + ub, H) + h + inp)
 
+            def qkv_delta(t, d):  # zeros for a projection the variant has no inputs for ("lqv": the key)
+                if d is None:
+                    return torch.zeros_like(t)
+                if self.one:  # a [r, in], b [out, r], as stored
+                    return torch.matmul(torch.matmul(t, d[0].t()), d[1].t())
+                return torch.matmul(torch.matmul(t, d[0].transpose(1, 2)), d[1].transpose(1, 2))
+
             att = layer.attention
             mods = [getattr(att.self, n) for n in ("query", "key", "value")]
             # one Gemm for the three projections (the weights' concatenation is folded into one constant)
@@ -200,14 +215,10 @@ class DeltaEncoder(torch.nn.Module):
             if mods[0].bias is not None:
                 qkv = qkv + torch.cat([mo.bias for mo in mods])
             deltas = [lo.get(f"attention.self.{n}") for n in ("query", "key", "value")]
-            if any(deltas) and self.one:  # the LoRA variants have all three (zeros where an adapter has none)
-                qkv = qkv + torch.cat([torch.matmul(torch.matmul(x, a.t()), b.t()) for a, b in deltas], dim=1)
-            if any(deltas) and not self.one:
-                xr = rows(x)
-                d = torch.cat(
-                    [torch.matmul(torch.matmul(xr, a.transpose(1, 2)), b.transpose(1, 2)) for a, b in deltas], 2
-                )
-                qkv = qkv + real(d, 3 * H)
+            if any(deltas):
+                src = x if self.one else rows(x)
+                d = torch.cat([qkv_delta(src, dl) for dl in deltas], 1 if self.one else 2)
+                qkv = qkv + (d if self.one else real(d, 3 * H))
             # to heads: rows [B, T, 3H] -> [B, T, 3, nh, hd] -> [3, B, nh, T, hd]; q @ k^T as one fused matmul. (The
             # Gather straight from [N, 3, nh, hd] gave the same speed and about 30 MB more peak memory at 32 rows.)
             q, kk, v = rows(qkv).unflatten(2, (3, nh, hd)).permute(2, 0, 3, 1, 4).unbind(0)

@@ -50,7 +50,7 @@ def per_row_inputs(
     layers: int,
     hidden: int,
     widths: dict[str, tuple[int, int]],
-    lora: bool = True,
+    lora: tuple[str, ...] = LINEAR_SITES,
     bottleneck: tuple[str, ...] = BN_SITES,
     pack_of=pack,
 ) -> list[np.ndarray]:
@@ -99,7 +99,7 @@ def per_row_inputs(
         out.append(np.eye(len(ACTS), dtype=np.float32)[[p["act"] for p in packs]])
     flats = [p.get("flat", {}) for p in packs]
     for i in range(layers):
-        for site in LINEAR_SITES if lora else ():
+        for site in lora:
             fan_in, fan_out = widths[site]
             los = [f.get((i, site)) for f in flats]
             r = rank(los, 0, 0)
@@ -123,7 +123,12 @@ def per_row_inputs(
 
 
 def one_adapter_inputs(
-    packed: dict, layers: int, hidden: int, widths: dict[str, tuple[int, int]], lora: bool, bn: tuple[str, ...]
+    packed: dict,
+    layers: int,
+    hidden: int,
+    widths: dict[str, tuple[int, int]],
+    lora: tuple[str, ...],
+    bn: tuple[str, ...],
 ):
     """A "1" variant's adapter inputs, in input_names order, from one adapter's pack: its weights as stored, passed
     to the graph without a copy where the pack holds the tensors themselves; zeros of rank 1 at the sites it does
@@ -137,7 +142,7 @@ def one_adapter_inputs(
         out.append(np.array([packed["pre"]], dtype=np.float32))
         out.append(np.eye(len(ACTS), dtype=np.float32)[packed["act"]])
     for i in range(layers):
-        for site in LINEAR_SITES if lora else ():
+        for site in lora:
             fan_in, fan_out = widths[site]
             lo = packed.get((i, site))
             zeros = ((1, fan_in), (fan_out, 1))

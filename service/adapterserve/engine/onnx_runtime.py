@@ -3,9 +3,10 @@
 The export is cached on disk under a key made of the backbone's files (their names, sizes and bytes hashed), the
 torch version and this module's graph version, so a restart loads it in a second and a changed backbone gets a new
 one. One graph per variant of onnx_graph.VARIANTS: plain (batches with no adapter rows, such as embeddings),
-bottleneck inputs at the output site only, bottleneck inputs at both sites, and every site's inputs; the last three
-per row, or for a batch whose rows all have one adapter. The inference worker threads share one session per variant,
-made when a batch first needs it, each run on the worker's share of the CPU threads.
+bottleneck inputs at the output site only, bottleneck inputs at both sites, LoRA inputs at query and value only, and
+every site's inputs; all but the first per row, or for a batch whose rows all have one adapter. The inference worker
+threads share one session per variant, made when a batch first needs it, each run on the worker's share of the CPU
+threads.
 """
 
 from __future__ import annotations
