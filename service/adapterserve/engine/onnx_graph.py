@@ -99,8 +99,8 @@ def variant(plan: AdapterBatch) -> str:
 
 
 class DeltaEncoder(torch.nn.Module):
-    """Backbone.encode with dense per-row adapter inputs: LoRA pairs if `lora`, bottlenecks at the sites `bn` names
-    (neither: the plain encoder, no extra inputs).
+    """Backbone.encode with dense per-row adapter inputs: LoRA pairs at the sites `lora` names, bottlenecks at the
+    sites `bn` names (neither: the plain encoder, no extra inputs).
 
     The token-wise work (every linear layer, LayerNorm and the FFN: nearly all of the FLOPs) runs on the batch's
     real tokens only, [N, H] with N = mask.sum(), not on [B, T, H] with its padding. Two index inputs move between
@@ -161,16 +161,23 @@ class DeltaEncoder(torch.nn.Module):
             k += 2
         if self.bn:
             keep = 1 - pre  # 1 where the bottleneck's input is h (double_seq_bn's), computed once
+
+        def qkv_delta(t, d):  # zeros for a projection the variant has no inputs for ("lqv": the key)
+            if d is None:
+                return torch.zeros_like(t)
+            if self.one:  # a [r, in], b [out, r], as stored
+                return torch.matmul(torch.matmul(t, d[0].t()), d[1].t())
+            return torch.matmul(torch.matmul(t, d[0].transpose(1, 2)), d[1].transpose(1, 2))
+
         for layer in m.encoder.layer:
             lo = {}
             bn = {}
             for s in self.lora_sites:
                 lo[s] = (own(w[k]), own(w[k + 1]))
                 k += 2
-            if self.bn:
-                for s in self.bn_sites:
-                    bn[s] = [own(wt) for wt in w[k : k + 4]]
-                    k += 4
+            for s in self.bn_sites:
+                bn[s] = [own(wt) for wt in w[k : k + 4]]
+                k += 4
 
             def lin(inp, mod, site, width, lo=lo):
                 # MatMul + Add, not the Gemm a 2-D F.linear exports to: int8 quantization converts MatMuls only
@@ -199,13 +206,6 @@ class DeltaEncoder(torch.nn.Module):
                 u = torch.matmul(rows(down_in), dw.transpose(1, 2)) + db
                 z = sum(a * f(u) for a, f in zip(acts, ACTS))
                 return ln(real(torch.matmul(z, uw.transpose(1, 2)) + ub, H) + h + inp)
-
-            def qkv_delta(t, d):  # zeros for a projection the variant has no inputs for ("lqv": the key)
-                if d is None:
-                    return torch.zeros_like(t)
-                if self.one:  # a [r, in], b [out, r], as stored
-                    return torch.matmul(torch.matmul(t, d[0].t()), d[1].t())
-                return torch.matmul(torch.matmul(t, d[0].transpose(1, 2)), d[1].transpose(1, 2))
 
             att = layer.attention
             mods = [getattr(att.self, n) for n in ("query", "key", "value")]

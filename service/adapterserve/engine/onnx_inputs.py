@@ -89,8 +89,8 @@ def per_row_inputs(
                 parts.append(part.reshape(-1))
         shapes.append(shape)
 
-    def rank(site_parts: list, j: int, axis: int) -> int:
-        return max([e[j][1][axis] for e in site_parts if e is not None], default=1)
+    def rank(site_parts: list) -> int:  # the first input's first axis: LoRA's A [r, in], a bottleneck's down [r, H]
+        return max([e[0][1][0] for e in site_parts if e is not None], default=1)
 
     owner = np.repeat(np.arange(len(segs), dtype=np.int64), [s.stop - s.start for s in segs])
     out: list[np.ndarray] = [owner]
@@ -102,12 +102,12 @@ def per_row_inputs(
         for site in lora:
             fan_in, fan_out = widths[site]
             los = [f.get((i, site)) for f in flats]
-            r = rank(los, 0, 0)
+            r = rank(los)
             place(los, 0, (r, fan_in))
             place(los, 1, (fan_out, r))
         for site in bottleneck:
             bns = [f.get((i, site)) for f in flats]
-            r = rank(bns, 0, 0)
+            r = rank(bns)
             # the biases as [S, 1, .]: they broadcast over a row's positions in the graph without an Unsqueeze node
             for j, shape in enumerate(((r, hidden), (1, r), (hidden, r), (1, hidden))):
                 place(bns, j, shape)
