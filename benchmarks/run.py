@@ -43,8 +43,10 @@ class Config:
     warmup: float = 4.0
     # Each adapter count's phases run in this many rounds of [its mixes, 1 adapter], each window duration / rounds:
     # the machine's speed drifts by 5-10% within a minute here (docs/runtimes.md), and a mixed window is compared
-    # with the single-adapter windows right around it, so shorter interleaved windows leave drift less room.
-    mix_rounds: int = 2
+    # with the single-adapter windows right around it, so shorter interleaved windows leave drift less room. Three
+    # rounds of 4.7 s measure as long as two of 7 s; the torch runtime's windows still differ by up to 9% in the
+    # backbone's own matmuls (docs/runtimes.md, eighth round), which only more rounds average out.
+    mix_rounds: int = 3
     concurrency: int = 256  # 4 batches: deep enough for the batcher's length bucketing (it picks from 4 batches)
     extra_concurrency: list[int] = field(default_factory=lambda: [128])  # one more 1-adapter phase each (mixed)
     inputs_per_request: int = 1
@@ -697,7 +699,7 @@ def parse_args(argv=None):
     )
     p.add_argument("--duration", type=float, default=None, help="seconds measured per phase")
     p.add_argument(
-        "--mix-rounds", type=int, default=None, help="rounds of [mixes, 1 adapter] per adapter count (default 2)"
+        "--mix-rounds", type=int, default=None, help="rounds of [mixes, 1 adapter] per adapter count (default 3)"
     )
     p.add_argument("--open-duration", type=float, default=None, help="seconds measured per open-loop rate (default 42)")
     p.add_argument("--warmup", type=float, default=None, help="seconds of unrecorded load before each phase")
