@@ -631,8 +631,8 @@ def render(results: dict) -> str:
         f"answered; {cfg['warmup']:g} s warm-up before each window, then "
         + (
             f"{cfg['duration']:g} s measured per traffic mix: each adapter count's phases run in {rounds} rounds of "
-            f"{cfg['duration'] / rounds:g}-s windows (its traffic mixes, then 1 adapter again), after a first "
-            "single-adapter window"
+            f"{round(cfg['duration'] / rounds, 1):g}-s windows (its traffic mixes, then 1 adapter again), after a "
+            "first single-adapter window"
             if (rounds := cfg.get("mix_rounds", 1)) > 1
             else f"{cfg['duration']:g} s measured per phase"
         )
