@@ -38,14 +38,18 @@ def _phases(results: dict, strategy: str) -> list[dict]:
     return (results.get(strategy) or {}).get("phases", [])
 
 
+def windows(phases: list[dict], n: int, dist: str, concurrency: int) -> list[dict]:
+    """The phases of n adapters with this traffic at this concurrency: one window per round (run.Config.mix_rounds)."""
+
+    def match(r: dict) -> bool:
+        return r["adapters"] == n and r["dist"] == dist and r.get("concurrency", concurrency) == concurrency
+
+    return [r for r in phases if match(r)]
+
+
 def _rounds(results: dict, strategy: str, n: int, dist: str) -> list[dict]:
-    """Every window of n adapters with this traffic at the main concurrency: one per round (run.Config.mix_rounds)."""
-    conc = results["config"]["concurrency"]
-    return [
-        r
-        for r in _phases(results, strategy)
-        if r["adapters"] == n and r["dist"] == dist and r.get("concurrency", conc) == conc
-    ]
+    """Every window of n adapters with this traffic at the main concurrency."""
+    return windows(_phases(results, strategy), n, dist, results["config"]["concurrency"])
 
 
 def _merge(recs: list[dict]) -> dict:

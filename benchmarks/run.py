@@ -27,6 +27,7 @@ from pathlib import Path
 from . import load as L
 from .adapters import AdapterSpec, adapter_names, build_store
 from .corpus import load_texts, long_texts
+from .report import windows
 from .server import REPO, ServerProcess, free_port, histogram
 
 
@@ -538,8 +539,7 @@ def service_suite(
                 ),
                 out["phases"][0],
             )
-            key = (peak_rec["adapters"], peak_rec["dist"], cfg.concurrency)
-            same = [r for r in out["phases"] if (r["adapters"], r["dist"], r.get("concurrency")) == key] or [peak_rec]
+            same = windows(out["phases"], peak_rec["adapters"], peak_rec["dist"], cfg.concurrency) or [peak_rec]
             peak = sum(r["req_per_s"] for r in same) / len(same)  # the mean over its rounds
             n = peak_rec["adapters"]
             out["open"] = {"peak_req_per_s": peak, "adapters": n, "dist": peak_rec["dist"], "phases": []}
