@@ -89,7 +89,7 @@ def half_load_ratio(model: Model, lengths: list[int], rate: float | None = None,
     return {"p50_ms": quantile(lat, 0.5), "p99_ms": p99, "idle_p50_ms": idle, "ratio": p99 / idle}
 
 
-def measure_pass_cost(texts: list[str], rows_per_pass: int = 16) -> tuple[float, float]:
+def measure_pass_cost(texts: list[str], backbone: str | None = None, rows_per_pass: int = 16) -> tuple[float, float]:
     """In-process pass cost of the default backbone on the onnx runtime with one thread, fitted as
     `per_pass_ms + ms_per_token * tokens` to one-row passes and to passes of `rows_per_pass` rows of similar
     length (each the shorter or longer half of twice as many rows, sorted, as the runner groups them)."""
@@ -103,7 +103,7 @@ def measure_pass_cost(texts: list[str], rows_per_pass: int = 16) -> tuple[float,
     from adapterserve.settings import default_backbone
 
     torch.set_num_threads(1)
-    bb = load_backbone(default_backbone(), "cpu", "float32")
+    bb = load_backbone(backbone or default_backbone(), "cpu", "float32")
     rt = RUNTIMES["onnx"](bb, 1)
     rows = tokenize(bb.tokenizer, texts, None, bb.info.max_length, True)
     pad_id = bb.tokenizer.pad_token_id or 0
@@ -130,13 +130,37 @@ def measure_pass_cost(texts: list[str], rows_per_pass: int = 16) -> tuple[float,
     return my - slope * mx, slope
 
 
-def token_lengths(texts: list[str]) -> list[int]:
+def token_lengths(texts: list[str], backbone: str | None = None) -> list[int]:
     from transformers import AutoTokenizer
 
     from adapterserve.settings import default_backbone
 
-    tok = AutoTokenizer.from_pretrained(default_backbone())
+    tok = AutoTokenizer.from_pretrained(backbone or default_backbone())
     return [len(ids) for ids in tok(texts, truncation=True)["input_ids"]]
+
+
+def explain_half_load(
+    per_pass_ms: float, ms_per_token: float, lengths: list[int], half: dict, idle_p50_ms: float, requests: int = 100_000
+) -> dict:
+    """The model at the rate of a measured half-load phase (`half`: make bench's open-loop record at 50%), with the
+    in-process pass cost, once at that speed and once as slow as the phase's passes were (its `ms_per_batch` over
+    the in-process time of `mean_batch` rows). The time outside the passes is set so that the model's idle request
+    takes what the measured one took."""
+    alone = Model(ms_per_token, per_pass_ms)
+    latency = max(0.0, idle_p50_ms - alone.idle_p50(lengths))
+    alone = Model(ms_per_token, per_pass_ms, latency_ms=latency)
+    tokens = round(half["mean_batch"] * statistics.fmean(lengths))
+    inflation = max(1.0, half["ms_per_batch"] / alone.pass_ms(tokens, loaded=False))
+    loaded = Model(ms_per_token, per_pass_ms, inflation, latency)
+    rate = half["offered_rps"]
+    return {
+        "per_pass_ms": round(per_pass_ms, 3),
+        "ms_per_token": round(ms_per_token, 4),
+        "latency_ms": round(latency, 2),
+        "inflation": round(inflation, 3),
+        "alone": half_load_ratio(alone, lengths, rate, requests=requests),
+        "loaded": half_load_ratio(loaded, lengths, rate, requests=requests),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

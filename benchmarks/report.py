@@ -47,6 +47,12 @@ def windows(phases: list[dict], n: int, dist: str, concurrency: int) -> list[dic
     return [r for r in phases if match(r)]
 
 
+def open_half(served: dict) -> dict | None:
+    """A served strategy's open-loop phase at half the peak, or None."""
+    phases = (served.get("open") or {}).get("phases", [])
+    return next((r for r in phases if abs(r.get("fraction", 0) - 0.5) < 1e-6), None)
+
+
 def _rounds(results: dict, strategy: str, n: int, dist: str) -> list[dict]:
     """Every window of n adapters with this traffic at the main concurrency."""
     return windows(_phases(results, strategy), n, dist, results["config"]["concurrency"])
@@ -213,8 +219,7 @@ def targets(results: dict) -> list[dict]:
                 ratio,
             )
     idle = (results.get("mixed") or {}).get("idle")
-    op = (results.get("mixed") or {}).get("open")
-    half = next((r for r in (op or {}).get("phases", []) if abs(r.get("fraction", 0) - 0.5) < 1e-6), None)
+    half = open_half(results.get("mixed") or {})
     if idle and half and half["ok"] and idle["ok"]:
         ratio = half["p99_ms"] / idle["p50_ms"] if idle["p50_ms"] else float("inf")
         add(
@@ -391,8 +396,30 @@ def why_latency(results, half, idle) -> str:
         f"at {half['offered_rps']:.0f} req/s offered: p50 {_f(half['p50_ms'])} ms, p95 {_f(half['p95_ms'])} ms, "
         f"p99 {_f(half['p99_ms'])} ms; mean batch {_f(half.get('mean_batch'))} rows, "
         f"{_f(half.get('ms_per_batch'))} ms per batch, queue wait {_f(half.get('queue_wait_ms'))} ms. An idle "
-        f"request (one row alone) takes {_f(idle['p50_ms'])} ms." + eff
+        f"request (one row alone) takes {_f(idle['p50_ms'])} ms."
+        + eff
+        + why_queue(results.get("queueing"), half["p99_ms"] / idle["p50_ms"] if idle["p50_ms"] else None)
     )
+
+
+def why_queue(q: dict | None, measured: float | None = None) -> str:
+    """What the batcher's queue alone would give at this rate (benchmarks/queueing.py), from this run's figures."""
+    if not q:
+        return ""
+    a, b = q["alone"], q["loaded"]
+    line = (
+        f" The batcher's queue simulated at this rate (`python -m benchmarks.queueing`; a pass costing "
+        f"{q['per_pass_ms']:.2f} ms + {q['ms_per_token']:.4f} ms per token, as measured in-process in this run, and "
+        f"{_f(q['latency_ms'])} ms outside the passes, so that an idle request takes what it took here) gives p99 "
+        f"{_f(a['p99_ms'])} ms ({a['ratio']:.2f}x) with passes as fast as in-process, and {_f(b['p99_ms'])} ms "
+        f"({b['ratio']:.2f}x) with every pass {q['inflation']:.2f}x slower, as this phase's were on average."
+    )
+    if measured and measured > b["ratio"]:
+        line += (
+            f" The {measured:.2f}x measured is beyond both: the model's passes all cost their mean, while here some "
+            "stretches ran slower still (this VM's speed dips by up to a third for seconds; docs/runtimes.md)."
+        )
+    return line
 
 
 def why_cold(cold) -> str:

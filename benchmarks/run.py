@@ -27,7 +27,7 @@ from pathlib import Path
 from . import load as L
 from .adapters import AdapterSpec, adapter_names, build_store
 from .corpus import load_texts, long_texts
-from .report import windows
+from .report import open_half, windows
 from .server import REPO, ServerProcess, free_port, histogram
 
 
@@ -839,6 +839,15 @@ def main(argv=None) -> int:
             log("in-process: the runtimes side by side (torch, onnx)")
             # batches of 16 rows: about the passes the server makes (its mean pass is ~14 rows at 256 in flight)
             results["runtimes"] = runtimes.measure(backbone, 20.0 if cfg.quick else 60.0, 16, 1)
+        half = open_half(results.get("mixed") or {})
+        idle = (results.get("mixed") or {}).get("idle")
+        if half and idle and half.get("mean_batch") and half.get("ms_per_batch") and cfg.device == "cpu":
+            from . import queueing
+
+            log("in-process: the pass cost, and the batcher's queue simulated at the half-load phase's rate")
+            per_pass, per_token = queueing.measure_pass_cost(texts[:320], backbone)
+            lengths = queueing.token_lengths(texts[:5000], backbone)
+            results["queueing"] = queueing.explain_half_load(per_pass, per_token, lengths, half, idle["p50_ms"])
         if "peers" in cfg.strategies and cfg.device == "cpu":
             from adapterserve.engine.threads import cpu_budget
 

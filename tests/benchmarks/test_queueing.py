@@ -6,7 +6,8 @@ import statistics
 
 import pytest
 
-from benchmarks.queueing import Model, half_load_ratio, quantile, simulate
+from benchmarks.queueing import Model, explain_half_load, half_load_ratio, quantile, simulate
+from benchmarks.report import why_queue
 
 
 def test_a_lone_request_costs_one_pass_plus_the_latency_outside_it():
@@ -43,3 +44,22 @@ def test_inflation_under_load_slows_the_loaded_passes_but_not_the_idle_request()
     slow = half_load_ratio(Model(0.2, 3.0, 1.3, 4.0), lengths, rate=100, requests=40_000)
     assert slow["idle_p50_ms"] == fast["idle_p50_ms"]
     assert slow["p99_ms"] > fast["p99_ms"] * 1.1
+
+
+def test_explaining_a_half_load_phase_fits_the_idle_request_and_the_passes_measured():
+    lengths = [30] * 10
+    half = {"mean_batch": 1.0, "ms_per_batch": 18.0, "offered_rps": 60.0}  # a 1-row pass: 9 ms in-process
+    q = explain_half_load(3.0, 0.2, lengths, half, idle_p50_ms=14.0, requests=20_000)
+    assert q["latency_ms"] == pytest.approx(5.0)  # 14 ms idle = a 9-ms pass + 5 ms outside it
+    assert q["alone"]["idle_p50_ms"] == pytest.approx(14.0) and q["loaded"]["idle_p50_ms"] == pytest.approx(14.0)
+    assert q["inflation"] == pytest.approx(2.0)
+    assert q["loaded"]["p99_ms"] > q["alone"]["p99_ms"] + 9.0  # every loaded pass takes 9 ms more
+    assert q["loaded"]["ratio"] == pytest.approx(q["loaded"]["p99_ms"] / 14.0)
+
+
+def test_the_report_says_what_the_queue_alone_would_give():
+    q = explain_half_load(3.0, 0.2, [30] * 10, {"mean_batch": 1.0, "ms_per_batch": 18.0, "offered_rps": 60.0}, 14.0)
+    line = why_queue(q)
+    assert f"{q['alone']['ratio']:.2f}x" in line and f"{q['loaded']['ratio']:.2f}x" in line and "2.00x slower" in line
+    assert "beyond both" in why_queue(q, q["loaded"]["ratio"] + 1) and "beyond both" not in line
+    assert why_queue(None) == ""
