@@ -23,7 +23,7 @@ import math
 import random
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,10 @@ def simulate(model: Model, lengths: list[int], rate: float, requests: int = 100_
 
 
 def quantile(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(q * len(s)))]
+    """As the benchmark computes a measured phase's percentiles (load.quantile), on unsorted values."""
+    from .load import quantile as sorted_quantile
+
+    return sorted_quantile(sorted(xs), q)
 
 
 def half_load_ratio(model: Model, lengths: list[int], rate: float | None = None, **kw) -> dict:
@@ -89,36 +91,47 @@ def half_load_ratio(model: Model, lengths: list[int], rate: float | None = None,
     return {"p50_ms": quantile(lat, 0.5), "p99_ms": p99, "idle_p50_ms": idle, "ratio": p99 / idle}
 
 
-def measure_pass_cost(texts: list[str], backbone: str | None = None, rows_per_pass: int = 16) -> tuple[float, float]:
-    """In-process pass cost of the default backbone on the onnx runtime with one thread, fitted as
-    `per_pass_ms + ms_per_token * tokens` to one-row passes and to passes of `rows_per_pass` rows of similar
-    length (each the shorter or longer half of twice as many rows, sorted, as the runner groups them)."""
+def load(backbone: str | None = None):
+    """The backbone on the CPU in float32, and the onnx runtime on one thread: what the pass cost is fitted on."""
     import torch
 
-    from adapterserve.adapters.batch import AdapterBatch
     from adapterserve.engine.backbone import load_backbone
-    from adapterserve.engine.runner import pad
     from adapterserve.engine.runtime import RUNTIMES
-    from adapterserve.engine.tokenize import tokenize
     from adapterserve.settings import default_backbone
 
     torch.set_num_threads(1)
     bb = load_backbone(backbone or default_backbone(), "cpu", "float32")
-    rt = RUNTIMES["onnx"](bb, 1)
+    return bb, RUNTIMES["onnx"](bb, 1)
+
+
+def token_lengths(bb, texts: list[str]) -> list[int]:
+    """Tokens per text as the service counts them (its tokenizer call and length limit)."""
+    from adapterserve.engine.tokenize import tokenize
+
+    return [len(r) for r in tokenize(bb.tokenizer, texts, None, bb.info.max_length, True)]
+
+
+def measure_pass_cost(bb, runtime, texts: list[str], rows_per_pass: int = 16) -> tuple[float, float]:
+    """In-process pass cost (`load`), fitted as `per_pass_ms + ms_per_token * tokens` to one-row passes and to
+    passes of `rows_per_pass` rows of similar length (runtimes.sorted_halves, as the runner groups them)."""
+    import torch
+
+    from adapterserve.adapters.batch import AdapterBatch
+    from adapterserve.engine.runner import pad
+    from adapterserve.engine.tokenize import tokenize
+
+    from .runtimes import sorted_halves
+
     rows = tokenize(bb.tokenizer, texts, None, bb.info.max_length, True)
     pad_id = bb.tokenizer.pad_token_id or 0
-    groups = [[r] for r in rows]
-    k = rows_per_pass
-    for i in range(0, len(rows) - 2 * k + 1, 2 * k):
-        pool = sorted(rows[i : i + 2 * k], key=len)
-        groups += [pool[:k], pool[k:]]
+    groups = [[r] for r in rows] + sorted_halves(rows, rows_per_pass)
 
     def one(group) -> float:
         ids, mask, types = pad(group, pad_id, bb.device)
         plan = AdapterBatch.from_row_adapters([None] * len(group))
         start = time.perf_counter()
         with torch.inference_mode():
-            rt.encode(ids, mask, types, plan)
+            runtime.encode(ids, mask, types, plan)
         return time.perf_counter() - start
 
     for g in groups[:10]:
@@ -130,15 +143,6 @@ def measure_pass_cost(texts: list[str], backbone: str | None = None, rows_per_pa
     return my - slope * mx, slope
 
 
-def token_lengths(texts: list[str], backbone: str | None = None) -> list[int]:
-    from transformers import AutoTokenizer
-
-    from adapterserve.settings import default_backbone
-
-    tok = AutoTokenizer.from_pretrained(backbone or default_backbone())
-    return [len(ids) for ids in tok(texts, truncation=True)["input_ids"]]
-
-
 def explain_half_load(
     per_pass_ms: float, ms_per_token: float, lengths: list[int], half: dict, idle_p50_ms: float, requests: int = 100_000
 ) -> dict:
@@ -148,10 +152,10 @@ def explain_half_load(
     takes what the measured one took."""
     alone = Model(ms_per_token, per_pass_ms)
     latency = max(0.0, idle_p50_ms - alone.idle_p50(lengths))
-    alone = Model(ms_per_token, per_pass_ms, latency_ms=latency)
+    alone = replace(alone, latency_ms=latency)
     tokens = round(half["mean_batch"] * statistics.fmean(lengths))
     inflation = max(1.0, half["ms_per_batch"] / alone.pass_ms(tokens, loaded=False))
-    loaded = Model(ms_per_token, per_pass_ms, inflation, latency)
+    loaded = replace(alone, inflation=inflation)
     rate = half["offered_rps"]
     return {
         "per_pass_ms": round(per_pass_ms, 3),
@@ -174,11 +178,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--requests", type=int, default=100_000)
     args = p.parse_args(argv)
     texts, _ = load_texts(args.texts, 0)
+    bb, runtime = load()
     if args.pass_cost:
         per_pass, per_token = (float(x) for x in args.pass_cost.split(","))
     else:
-        per_pass, per_token = measure_pass_cost(texts[: args.timed])
-    lengths = token_lengths(texts)
+        per_pass, per_token = measure_pass_cost(bb, runtime, texts[: args.timed])
+    lengths = token_lengths(bb, texts)
     print(
         f"pass cost in-process: {per_pass:.2f} ms + {per_token:.4f} ms per token; {statistics.fmean(lengths):.1f}"
         f" tokens per text (p99 {quantile(lengths, 0.99)})"

@@ -845,8 +845,9 @@ def main(argv=None) -> int:
             from . import queueing
 
             log("in-process: the pass cost, and the batcher's queue simulated at the half-load phase's rate")
-            per_pass, per_token = queueing.measure_pass_cost(texts[:320], backbone)
-            lengths = queueing.token_lengths(texts[:5000], backbone)
+            bb, runtime = queueing.load(backbone)
+            per_pass, per_token = queueing.measure_pass_cost(bb, runtime, texts[:320])
+            lengths = queueing.token_lengths(bb, texts[:5000])
             results["queueing"] = queueing.explain_half_load(per_pass, per_token, lengths, half, idle["p50_ms"])
         if "peers" in cfg.strategies and cfg.device == "cpu":
             from adapterserve.engine.threads import cpu_budget

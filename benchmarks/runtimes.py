@@ -26,6 +26,16 @@ from .corpus import load_texts
 from .prototype import _interleaved, load_adapters
 
 
+def sorted_halves(rows: list, batch: int) -> list[list]:
+    """Batches as the batcher makes them under the peers' load: two batches' worth of queued rows, sorted by length
+    and split (a global sort of the corpus would leave almost no padding, which no server sees). Only whole pools."""
+    out = []
+    for i in range(0, len(rows) - 2 * batch + 1, 2 * batch):
+        pool = sorted(rows[i : i + 2 * batch], key=len)
+        out += [pool[:batch], pool[batch:]]
+    return out
+
+
 def measure(backbone_path: str, seconds: float, batch: int, threads: int, n_adapters: int = 64) -> dict:
     from adapterserve.engine.backbone import load_backbone
 
@@ -37,12 +47,7 @@ def measure(backbone_path: str, seconds: float, batch: int, threads: int, n_adap
     texts, _ = load_texts(batch * 32, 0)
     rows = tokenize(bb.tokenizer, texts, None, bb.info.max_length, True)
     rng = random.Random(0)
-    # batches as the batcher makes them under the peers' load: two batches' worth of queued rows, sorted by
-    # length and split (a global sort of the corpus would leave almost no padding, which no server sees)
-    batches = []
-    for i in range(0, len(rows), 2 * batch):
-        pool = sorted(rows[i : i + 2 * batch], key=len)
-        batches += [pool[:batch], pool[batch:]]
+    batches = sorted_halves(rows, batch)
     order = {id(a): i for i, a in enumerate(adapters)}
     mixes = {
         "embeddings": lambda b: [None] * len(b),
